@@ -1,0 +1,3 @@
+"""detk8s: object-detection training runs as Kubeflow jobs."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from detk8s.cli import main
+
+main()

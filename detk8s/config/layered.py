@@ -1,0 +1,127 @@
+"""YAML files that inherit from other YAML files through `_BASE_` (PaddleDetection's convention).
+
+`_BASE_` is a path or a list of paths relative to the file. Bases merge depth-first in order, later
+wins, dictionaries key by key, anything else replaced whole. Every key remembers the file that set
+it last, so a validation error can name the file a user has to edit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detk8s.errors import ConfigError
+
+BASE_KEY = "_BASE_"
+
+Key = tuple[str, ...]
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass
+class Layered:
+    """A merged config and, for each key path, the file that set it."""
+
+    data: dict[str, Any] = field(default_factory=dict)
+    origin: dict[Key, Path] = field(default_factory=dict)
+
+    def merge(self, data: dict[str, Any], origin: dict[Key, Path]) -> None:
+        _merge_into(self.data, data, ())
+        self.origin.update(origin)
+
+    def overlay(self, other: Layered) -> None:
+        self.merge(other.data, other.origin)
+
+    def origin_of(self, key: Key, default: Path) -> Path:
+        """The file that set `key`, or the nearest enclosing key that was set."""
+        for n in range(len(key), 0, -1):
+            if key[:n] in self.origin:
+                return self.origin[key[:n]]
+        return default
+
+
+def _merge_into(dst: dict[str, Any], src: dict[str, Any], prefix: Key) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge_into(dst[k], v, (*prefix, k))
+        else:
+            dst[k] = _copy(v)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+def key_origins(data: dict[str, Any], file: Path, prefix: Key = ()) -> dict[Key, Path]:
+    out: dict[Key, Path] = {}
+    for k, v in data.items():
+        key = (*prefix, str(k))
+        out[key] = file
+        if isinstance(v, dict):
+            out.update(key_origins(v, file, key))
+    return out
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """One YAML mapping from a file, or a one-line ConfigError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(path, None, "file not found") from None
+    except OSError as e:
+        raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(path, None, f"{where}{problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(path, None, f"must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def load_layered(path: Path) -> tuple[Layered, Layered]:
+    """The file merged over its bases, and its bases alone (for checks that compare the two)."""
+    return _load(path, ())
+
+
+def _load(path: Path, stack: tuple[Path, ...]) -> tuple[Layered, Layered]:
+    path = Path(path)
+    stack = (*stack, path.resolve())
+    own = read_yaml(path)
+    bases = Layered()
+    for base in _base_paths(path, own.pop(BASE_KEY, None)):
+        if base.resolve() in stack:  # the file that closes the loop is the one to fix
+            chain = " -> ".join(p.name for p in (*stack, base.resolve()))
+            raise ConfigError(path, BASE_KEY, f"inheritance cycle: {chain}")
+        full, _ = _load(base, stack)
+        bases.overlay(full)
+    merged = Layered(_copy(bases.data), dict(bases.origin))
+    merged.merge(own, key_origins(own, path))
+    return merged, bases
+
+
+def _base_paths(path: Path, spec: Any) -> list[Path]:
+    if spec is None:
+        return []
+    items = [spec] if isinstance(spec, str) else spec
+    if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
+        raise ConfigError(path, BASE_KEY, "must be a path or a list of paths")
+    out = []
+    for item in items:
+        base = path.parent / item
+        if not base.is_file():
+            raise ConfigError(path, BASE_KEY, f"{item} does not exist")
+        out.append(base)
+    return out

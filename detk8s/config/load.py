@@ -1,0 +1,178 @@
+"""Finding the project, selecting runs, and loading each into validated configs."""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from detk8s.config.errors import config_errors
+from detk8s.config.layered import Layered, key_origins, load_layered, read_yaml
+from detk8s.config.scaling import check_linear_scaling
+from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
+from detk8s.errors import ConfigError, ConfigErrors, UsageError
+from detk8s.paths import PROJECT_FILE, data_path, model_configs_dir
+
+YAML_SUFFIXES = (".yml", ".yaml")
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A validated run, its dataset, and what the checks found that is not fatal."""
+
+    config: RunConfig
+    dataset: DatasetConfig
+    file: Path
+    warnings: list[ConfigError] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def find_project(start: Path | None = None) -> Path:
+    """The project file: $DETK8S_PROJECT, else detk8s.yaml in the working dir or a parent."""
+    env = os.environ.get("DETK8S_PROJECT")
+    if env:
+        path = Path(env)
+        return path / PROJECT_FILE if path.is_dir() else path
+    here = (start or Path.cwd()).resolve()
+    for d in (here, *here.parents):
+        if (d / PROJECT_FILE).is_file():
+            return d / PROJECT_FILE
+    raise UsageError(
+        f"no {PROJECT_FILE} in {here} or its parents (run from a detk8s project, "
+        "or set --project / DETK8S_PROJECT)"
+    )
+
+
+class Project:
+    def __init__(self, file: Path) -> None:
+        self.file = file
+        self.root = file.parent
+        self._datasets: dict[str, DatasetConfig] = {}
+        raw = read_yaml(file)
+        try:
+            self.settings = ProjectConfig.model_validate(raw)
+        except ValidationError as e:
+            layered = Layered(raw, key_origins(raw, file))
+            raise ConfigErrors(config_errors(e, layered, file)) from None
+
+    @classmethod
+    def discover(cls, project: Path | None = None) -> Project:
+        return cls(find_project() if project is None else find_project(project))
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / self.settings.runs_dir
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / self.settings.datasets_dir
+
+    @cached_property
+    def run_files(self) -> dict[str, Path]:
+        if not self.runs_dir.is_dir():
+            raise ConfigError(self.file, "runs_dir", f"{self.runs_dir} is not a directory")
+        files = (p for p in self.runs_dir.iterdir() if p.suffix in YAML_SUFFIXES)
+        return {p.stem: p for p in sorted(files, key=_natural)}
+
+    def select(self, patterns: list[str], all_runs: bool = False) -> list[str]:
+        """Run names matching names or glob patterns (Y*), in config order, each once."""
+        names = list(self.run_files)
+        if all_runs:
+            return names
+        if not patterns:
+            raise UsageError("name at least one run, a pattern such as 'Y*', or --all")
+        chosen: list[str] = []
+        for pattern in patterns:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, pattern)]
+            if not hits:
+                known = ", ".join(names) or "none"
+                raise UsageError(f"no run matches {pattern!r} in {self.runs_dir} (known: {known})")
+            chosen += [h for h in hits if h not in chosen]
+        return chosen
+
+    def _defaults(self) -> Layered:
+        defaults = self.settings.defaults
+        return Layered(dict(defaults), key_origins(defaults, self.file))
+
+    def load_run(self, name: str) -> LoadedRun:
+        """A validated run, or ConfigErrors listing every problem found in it."""
+        file = self.run_files[name]
+        merged, bases = load_layered(file)
+        if "name" in merged.data:
+            raise ConfigError(
+                merged.origin_of(("name",), file), "name", "is the file name; remove it"
+            )
+        full = self._defaults()
+        full.overlay(merged)
+        full.data["name"] = name
+        base_full = self._defaults()
+        base_full.overlay(bases)
+        try:
+            config = RunConfig.model_validate(full.data)
+        except ValidationError as e:
+            raise ConfigErrors(config_errors(e, full, file)) from None
+        dataset = self.load_dataset(config.dataset, full.origin_of(("dataset",), file))
+        model_dir = model_configs_dir(config.framework)
+        if not (data_path(model_dir) / config.model_config_file).is_file():
+            raise ConfigError(
+                full.origin_of(("model_config",), file),
+                "model_config",
+                f"{config.model_config_file} is not in {model_dir}/",
+            )
+        warnings = [w for w in [check_linear_scaling(config, full, base_full)] if w]
+        return LoadedRun(config, dataset, file, warnings)
+
+    def load_dataset(self, name: str, referrer: Path) -> DatasetConfig:
+        if name in self._datasets:
+            return self._datasets[name]
+        file = next(
+            (
+                self.datasets_dir / f"{name}{s}"
+                for s in YAML_SUFFIXES
+                if (self.datasets_dir / f"{name}{s}").is_file()
+            ),
+            None,
+        )
+        if file is None:
+            known = ", ".join(sorted(p.stem for p in self.datasets_dir.glob("*.y*ml"))) or "none"
+            raise ConfigError(
+                referrer,
+                "dataset",
+                f"no dataset {name!r} in {self.datasets_dir.name}/ (known: {known})",
+            )
+        merged, _ = load_layered(file)
+        merged.data["name"] = name
+        try:
+            dataset = DatasetConfig.model_validate(merged.data)
+        except ValidationError as e:
+            raise ConfigErrors(config_errors(e, merged, file)) from None
+        self._datasets[name] = dataset
+        return dataset
+
+    def load_runs(self, names: list[str]) -> tuple[list[LoadedRun], list[ConfigError]]:
+        """Every run that loads, and every problem of those that do not."""
+        loaded: list[LoadedRun] = []
+        errors: list[ConfigError] = []
+        for name in names:
+            try:
+                loaded.append(self.load_run(name))
+            except ConfigErrors as e:
+                errors += e.errors
+            except ConfigError as e:
+                errors.append(e)
+        return loaded, errors
+
+
+def _natural(path: Path) -> tuple[str, int, str]:
+    """L2 before L10."""
+    stem = path.stem
+    digits = stem.rstrip("0123456789")
+    tail = stem[len(digits) :]
+    return (digits, int(tail) if tail else -1, stem)

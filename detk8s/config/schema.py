@@ -1,0 +1,220 @@
+"""The run config contract: what a YAML file under configs/runs/ may say, and its defaults.
+
+Field defaults here are detk8s's own; a project changes them for all its runs in the `defaults:`
+section of detk8s.yaml, and a run (or a base it inherits) changes them for itself.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+from detk8s.frameworks import known_frameworks
+
+# A Kubernetes resource quantity (1Gi, 500m, 8).
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+Quantity = Annotated[str, Field(pattern=QUANTITY)]
+# Run names become Kubernetes object names (lowercased) and pod/service names with a
+# "-worker-N" suffix, which must stay within 63 characters and start with a letter (DNS-1035).
+RUN_NAME = re.compile(r"^[A-Za-z]([-A-Za-z0-9]{0,38}[A-Za-z0-9])?$")
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Plain env values end up in the manifest; anything that smells of a credential must come from
+# a Secret instead.
+SECRET_LIKE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_KEY)", re.I)
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Nccl(Strict):
+    """NCCL settings, rendered as NCCL_* env; the usual fixes for multi-GPU hangs."""
+
+    debug: Literal["VERSION", "WARN", "INFO", "TRACE"] = "WARN"
+    ib_disable: bool = True
+    p2p_disable: bool = False
+    socket_ifname: str | None = "eth0"
+
+
+class Resources(Strict):
+    """Requests for each replica (pod); GPUs come from `gpus`."""
+
+    cpu: Quantity = "8"
+    memory: Quantity = "32Gi"
+
+
+class RunPolicy(Strict):
+    backoff_limit: Annotated[int, Field(ge=0)] = 3
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = 7 * 24 * 3600
+    active_deadline_seconds: PositiveInt | None = None
+    clean_pod_policy: Literal["None", "Running", "All"] = "Running"
+
+
+class Toleration(Strict):
+    key: str | None = None
+    operator: Literal["Exists", "Equal"] = "Exists"
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+
+
+class SecretRef(Strict):
+    secret: str
+    key: str
+
+
+class RunConfig(Strict):
+    """One training run: what to train, on what, with how many GPUs."""
+
+    name: Annotated[str, Field(description="The run's name: its file name without .yml.")]
+    framework: str = Field(description="Training framework adapter (paddledet).")
+    model: str = Field(description="Model family name shown in tables, e.g. picodet_s_320.")
+    model_config_file: str = Field(
+        alias="model_config",
+        description="The framework's model config, relative to the image's configs/<framework>/.",
+    )
+    pretrain_weights: str | None = Field(None, description="URL or path of backbone weights.")
+    dataset: str = Field(description="A dataset defined in configs/datasets/<name>.yml.")
+    gpus: PositiveInt = Field(description="GPUs per node.")
+    nodes: PositiveInt = 1
+    batch_size: PositiveInt = Field(description="Batch size per GPU.")
+    lr: Annotated[float, Field(gt=0, description="Base learning rate.")]
+    epochs: PositiveInt
+    image: str = Field(description="Training image; `auto` means the project's image.")
+    eval: bool = Field(True, description="Evaluate on the val list during and after training.")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Framework config keys set verbatim (nested mapping)."
+    )
+    extra_args: list[str] = Field(default_factory=list, description="Appended to the command.")
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
+    secret_env: dict[Annotated[str, Field(pattern=ENV_NAME)], SecretRef] = Field(
+        default_factory=dict, description="Env from Kubernetes Secrets: NAME: {secret, key}."
+    )
+    resources: Resources = Resources()
+    shm_size: Quantity = Field("16Gi", description="/dev/shm size (a Memory emptyDir).")
+    nccl: Nccl = Nccl()
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+    priority_class: str | None = None
+    restart_policy: Literal["OnFailure", "Never", "ExitCode", "Always"] = "OnFailure"
+    run_policy: RunPolicy = RunPolicy()
+
+    # `model_config` is both a run key and pydantic's reserved name, hence the alias.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, protected_namespaces=()
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _k8s_name(cls, v: str) -> str:
+        if not RUN_NAME.match(v):
+            raise ValueError(
+                f"{v!r} cannot become a Kubernetes object name: use letters, digits and '-', "
+                "start with a letter, at most 40 characters"
+            )
+        return v
+
+    @field_validator("framework")
+    @classmethod
+    def _known_framework(cls, v: str) -> str:
+        if v not in known_frameworks():
+            raise ValueError(f"unknown framework {v!r} (known: {', '.join(known_frameworks())})")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _no_plain_secrets(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v:
+            if SECRET_LIKE.search(name):
+                raise ValueError(f"{name} looks like a credential: set it in secret_env instead")
+        return v
+
+    @property
+    def total_batch(self) -> int:
+        return self.batch_size * self.gpus * self.nodes
+
+    @property
+    def job_name(self) -> str:
+        return self.name.lower()
+
+
+class DatasetConfig(Strict):
+    """A dataset in Pascal VOC layout, and optionally a deterministic subset of its train list."""
+
+    name: str
+    format: Literal["voc"] = "voc"
+    num_classes: PositiveInt
+    source: str = Field(
+        description="Where it lives: s3://bucket/path/, pvc://claim/sub/path or file:///path."
+    )
+    train_list: str = "train.txt"
+    val_list: str = "val.txt"
+    label_list: str = "label_list.txt"
+    train_images: PositiveInt | None = Field(None, description="Lines in the full train list.")
+    val_images: PositiveInt | None = None
+    train_fraction: str | None = Field(
+        None, description="Train on the first ceil(N x fraction) lines of train_list, e.g. 1/3."
+    )
+
+    @field_validator("source")
+    @classmethod
+    def _scheme(cls, v: str) -> str:
+        if not v.startswith(("s3://", "pvc://", "file://")):
+            raise ValueError("must start with s3://, pvc:// or file://")
+        return v
+
+    @field_validator("train_fraction")
+    @classmethod
+    def _fraction(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            f = Fraction(v)
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(f"{v!r} is not a fraction like 1/3") from None
+        if not 0 < f <= 1:
+            raise ValueError(f"{v} must be in (0, 1]")
+        return v
+
+    @property
+    def fraction(self) -> Fraction:
+        return Fraction(self.train_fraction) if self.train_fraction else Fraction(1)
+
+    def subset_lines(self, total: int) -> int:
+        """How many leading lines of a train list of `total` lines this dataset trains on."""
+        f = self.fraction
+        return -(-total * f.numerator // f.denominator)  # ceil without floats
+
+    @property
+    def train_size(self) -> int | None:
+        return self.subset_lines(self.train_images) if self.train_images else None
+
+
+class StorageSettings(Strict):
+    """Where runs keep results. Credentials never appear here: they come from the environment
+    locally and from a Kubernetes Secret in the pod."""
+
+    uri: str = Field("file://output", description="s3://bucket/prefix or file:///path")
+    endpoint_url: str | None = Field(None, description="For MinIO, Ceph RGW and other S3 servers.")
+    region: str | None = None
+    secret: str | None = Field(
+        None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, for pods."
+    )
+
+
+class ProjectConfig(Strict):
+    """detk8s.yaml: where the configs are, the cluster, the images, and defaults for every run."""
+
+    runs_dir: str = "configs/runs"
+    datasets_dir: str = "configs/datasets"
+    namespace: str = "default"
+    context: str | None = None
+    images: dict[str, str] = Field(
+        default_factory=dict, description="Image repository per framework, for `image: auto`."
+    )
+    storage: StorageSettings = StorageSettings()
+    defaults: dict[str, Any] = Field(
+        default_factory=dict, description="Run config keys applied beneath every run."
+    )

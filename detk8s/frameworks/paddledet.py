@@ -1,0 +1,184 @@
+"""PaddleDetection: a per-run ppdet YAML on top of our model config, launched by our worker script.
+
+The paddledet wheel ships no tools/train.py, so training goes through `paddledet_worker.py`
+(ppdet's Python API); more than one GPU, or more than one node, goes through
+`paddle.distributed.launch`, which reads the operator's PADDLE_MASTER / PADDLE_NNODES /
+PADDLE_JOB_ID env as its --master / --nnodes / --job_id.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from detk8s.config.schema import DatasetConfig, RunConfig
+from detk8s.paths import (
+    IMAGE_SOURCE_DIR,
+    POD_CONFIG_DIR,
+    POD_DATA_DIR,
+    POD_OUTPUT_DIR,
+    data_path,
+    model_configs_dir,
+)
+from detk8s.spec import Launch
+
+WORKER_SCRIPT = f"{IMAGE_SOURCE_DIR}/detk8s/frameworks/paddledet_worker.py"
+CONFIG_FILE = "paddledet.yml"
+VOC_FIELDS = ["image", "gt_bbox", "gt_class", "difficult"]
+
+
+_CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _TolerantLoader(_CLoader):  # type: ignore[misc, valid-type]
+    """Reads ppdet YAML, whose `!Tag` objects we only need to look at, as plain data."""
+
+
+def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return {"name": suffix, **loader.construct_mapping(node, deep=True)}
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_TolerantLoader.add_multi_constructor("!", _tagged)
+
+
+def read_model_config(run: RunConfig) -> dict[str, Any]:
+    return _read_model_config(data_path(model_configs_dir(run.framework)) / run.model_config_file)
+
+
+@cache
+def _read_model_config(path: Path) -> dict[str, Any]:
+    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TolerantLoader)
+    return data if isinstance(data, dict) else {}
+
+
+def scaled_schedulers(model: dict[str, Any], epochs: int) -> list[dict[str, Any]] | None:
+    """The model config's LR schedule stretched to `epochs`: cosine ends at the last epoch and
+    step milestones keep their relative place, so changing `epochs` never leaves the LR decaying
+    past the end of training or not at all."""
+    schedulers = (model.get("LearningRate") or {}).get("schedulers")  # read-only: cached
+    model_epochs = model.get("epoch")
+    if not schedulers or not model_epochs:
+        return None
+    out = []
+    for sched in schedulers:
+        sched = dict(sched)
+        if sched.get("name") == "CosineDecay":
+            sched["max_epochs"] = epochs
+        elif sched.get("name") == "PiecewiseDecay" and "milestones" in sched:
+            sched["milestones"] = [
+                max(1, round(m * epochs / model_epochs)) for m in sched["milestones"]
+            ]
+        out.append(sched)
+    return out
+
+
+def dataset_dir(dataset: DatasetConfig) -> str:
+    return f"{POD_DATA_DIR}/{dataset.name}"
+
+
+def train_list_path(run: RunConfig, dataset: DatasetConfig) -> str:
+    """The train list ppdet reads: the dataset's own, or the subset `detk8s exec` writes."""
+    if dataset.train_fraction is None:
+        return dataset.train_list
+    return f"{POD_OUTPUT_DIR}/{run.name}/lists/{Path(dataset.train_list).name}"
+
+
+def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_merge(dst[k], v)
+        else:
+            dst[k] = v
+    return dst
+
+
+class _PlainDumper(_CDumper):  # type: ignore[misc, valid-type]
+    """No &anchors: the file is read by people as well as by ppdet."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+class PaddleDetAdapter:
+    name = "paddledet"
+
+    def framework_config(self, run: RunConfig, dataset: DatasetConfig) -> dict[str, Any]:
+        """The per-run ppdet YAML: our model config in the image, plus this run's numbers."""
+        model = read_model_config(run)
+        root = dataset_dir(dataset)
+
+        def voc(anno_path: str) -> dict[str, Any]:
+            return {
+                "name": "VOCDataSet",
+                "dataset_dir": root,
+                "image_dir": "",  # ppdet's COCO-minded default would leak into VOC paths
+                "anno_path": anno_path,
+                "label_list": dataset.label_list,
+                "data_fields": VOC_FIELDS,
+            }
+
+        cfg: dict[str, Any] = {
+            "_BASE_": [
+                f"{IMAGE_SOURCE_DIR}/{model_configs_dir(run.framework)}/{run.model_config_file}"
+            ],
+            "epoch": run.epochs,
+            "save_dir": f"{POD_OUTPUT_DIR}/{run.name}",
+            "num_classes": dataset.num_classes,
+            "metric": "VOC",
+            "map_type": "integral",
+            "LearningRate": {"base_lr": run.lr},
+            "TrainReader": {"batch_size": run.batch_size},
+            "TrainDataset": voc(train_list_path(run, dataset)),
+            "EvalDataset": voc(dataset.val_list),
+            "TestDataset": {"name": "ImageFolder", "anno_path": f"{root}/{dataset.label_list}"},
+        }
+        schedulers = scaled_schedulers(model, run.epochs)
+        if schedulers:
+            cfg["LearningRate"]["schedulers"] = schedulers
+        if run.pretrain_weights:
+            cfg["pretrain_weights"] = run.pretrain_weights
+        return _deep_merge(cfg, dict(run.overrides))
+
+    def command(self, run: RunConfig) -> list[str]:
+        worker = [WORKER_SCRIPT, "train", "--config", f"{POD_CONFIG_DIR}/{CONFIG_FILE}"]
+        if run.eval:
+            worker.append("--eval")
+        worker += run.extra_args
+        if run.gpus == 1 and run.nodes == 1:
+            return ["python", *worker]
+        gpus = ",".join(str(i) for i in range(run.gpus))
+        # Only local rank 0 prints to stdout; the others log to --log_dir/workerlog.N.
+        log_dir = f"{POD_OUTPUT_DIR}/{run.name}/log"
+        return [
+            "python",
+            "-m",
+            "paddle.distributed.launch",
+            "--gpus",
+            gpus,
+            "--log_dir",
+            log_dir,
+            *worker,
+        ]
+
+    def launch(self, run: RunConfig, dataset: DatasetConfig) -> Launch:
+        text = yaml.dump(
+            self.framework_config(run, dataset),
+            Dumper=_PlainDumper,
+            sort_keys=False,
+            default_flow_style=None,
+        )
+        header = f"# ppdet config of run {run.name}, rendered by detk8s from configs/runs/.\n"
+        return Launch(
+            job_kind="PaddleJob",
+            command=self.command(run),
+            env={"FLAGS_allocator_strategy": "auto_growth"},
+            files={CONFIG_FILE: header + text},
+        )

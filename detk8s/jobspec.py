@@ -1,0 +1,95 @@
+"""Run config + framework adapter + project settings -> the backend-neutral JobSpec."""
+
+from __future__ import annotations
+
+from detk8s import __version__
+from detk8s.config.load import LoadedRun
+from detk8s.config.schema import ProjectConfig, SecretRef
+from detk8s.errors import ConfigError
+from detk8s.frameworks import get_adapter
+from detk8s.labels import FRAMEWORK_LABEL, MANAGED_BY_LABEL, RUN_LABEL
+from detk8s.paths import POD_DATA_DIR
+from detk8s.spec import DataVolume, JobSpec
+
+AUTO_IMAGE = "auto"
+# The keys of the project's storage Secret, named as boto3 reads them from the environment.
+STORAGE_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
+    run = loaded.config
+    if run.image != AUTO_IMAGE:
+        return run.image
+    repository = project.images.get(run.framework)
+    if not repository:
+        raise ConfigError(
+            loaded.file, "image", f"is 'auto' but detk8s.yaml has no images.{run.framework}"
+        )
+    return f"{repository}:{__version__}"
+
+
+def nccl_env(loaded: LoadedRun) -> dict[str, str]:
+    nccl = loaded.config.nccl
+    env = {
+        "NCCL_DEBUG": nccl.debug,
+        "NCCL_IB_DISABLE": str(int(nccl.ib_disable)),
+        "NCCL_P2P_DISABLE": str(int(nccl.p2p_disable)),
+    }
+    if nccl.socket_ifname:
+        env["NCCL_SOCKET_IFNAME"] = nccl.socket_ifname
+    return env
+
+
+def storage_env(project: ProjectConfig) -> tuple[dict[str, str], dict[str, SecretRef]]:
+    storage = project.storage
+    env = {"DETK8S_STORAGE": storage.uri}
+    if storage.endpoint_url:
+        env["AWS_ENDPOINT_URL"] = storage.endpoint_url
+    if storage.region:
+        env["AWS_DEFAULT_REGION"] = storage.region
+    secrets = {}
+    if storage.secret:
+        secrets = {k: SecretRef(secret=storage.secret, key=k) for k in STORAGE_SECRET_KEYS}
+    return env, secrets
+
+
+def data_volume(loaded: LoadedRun) -> DataVolume:
+    dataset = loaded.dataset
+    mount = f"{POD_DATA_DIR}/{dataset.name}"
+    if dataset.source.startswith("pvc://"):
+        claim, _, sub_path = dataset.source.removeprefix("pvc://").partition("/")
+        return DataVolume(mount, claim=claim, sub_path=sub_path.strip("/") or None)
+    return DataVolume(mount)
+
+
+def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
+    run = loaded.config
+    launch = get_adapter(run.framework).launch(run, loaded.dataset)
+    store_env, store_secrets = storage_env(project)
+    # Later wins: the run's own env overrides what detk8s and the adapter chose.
+    env = {**nccl_env(loaded), **launch.env, **store_env, **run.env}
+    files = dict(launch.files)
+    return JobSpec(
+        run=run.name,
+        name=run.job_name,
+        namespace=project.namespace,
+        framework=run.framework,
+        kind=launch.job_kind,
+        image=resolve_image(loaded, project),
+        command=launch.command,
+        env=env,
+        secret_env={**store_secrets, **run.secret_env},
+        files=files,
+        gpus=run.gpus,
+        nodes=run.nodes,
+        cpu=run.resources.cpu,
+        memory=run.resources.memory,
+        shm_size=run.shm_size,
+        data=data_volume(loaded),
+        restart_policy=run.restart_policy,
+        run_policy=run.run_policy,
+        node_selector=dict(run.node_selector),
+        tolerations=[t.model_dump(exclude_none=True) for t in run.tolerations],
+        priority_class=run.priority_class,
+        labels={RUN_LABEL: run.name, FRAMEWORK_LABEL: run.framework, MANAGED_BY_LABEL: "detk8s"},
+    )

@@ -1,0 +1,35 @@
+"""Where things are: in the repository, in an installed wheel, and inside the training pod."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+# A wheel carries the top-level data dirs under detk8s/_data; a source checkout has them beside
+# the package.
+_DATA_DIR = PACKAGE_DIR / "_data"
+SOURCE_ROOT = PACKAGE_DIR.parent
+
+
+def data_path(relative: str) -> Path:
+    """A top-level data dir of the project (k8s_templates, configs/paddledet)."""
+    installed = _DATA_DIR / relative
+    return installed if installed.exists() else SOURCE_ROOT / relative
+
+
+TEMPLATES_DIR = "k8s_templates"
+
+
+def model_configs_dir(framework: str) -> str:
+    """Our model configs for a framework, relative to the project (and to IMAGE_SOURCE_DIR)."""
+    return f"configs/{framework}"
+
+
+# Inside the training image and pod. The Dockerfile and the templates follow these.
+IMAGE_SOURCE_DIR = "/opt/detk8s"
+POD_CONFIG_DIR = "/etc/detk8s"  # the run's ConfigMap
+POD_DATA_DIR = "/data"  # datasets, one dir each
+POD_OUTPUT_DIR = "/output"  # checkpoints, logs, eval results
+POD_SHM_DIR = "/dev/shm"
+
+PROJECT_FILE = "detk8s.yaml"

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped project (detk8s.yaml + configs/) to change freely; cwd is its root."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    shutil.copy(REPO / "detk8s.yaml", root)
+    shutil.copytree(REPO / "configs", root / "configs")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("DETK8S_PROJECT", raising=False)
+    return root
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
+    """Runs `detk8s ARGS` in-process, as `main()` would, and returns exit code, stdout, stderr."""
+    from detk8s.cli import main
+
+    def run(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            main(list(args))
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return run

@@ -1,0 +1,411 @@
+"""`detk8s render`: every shipped run renders to manifests the cluster accepts, with the numbers
+of MISSION.md's run matrix."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_schema import replica_specs, validate_core, validate_job, validate_pod_templates
+
+from detk8s.backends.kubernetes.manifests import render_manifests, spec_hash
+from detk8s.config.load import Project
+from detk8s.jobspec import build_job_spec
+from detk8s.labels import RUN_LABEL, SPEC_HASH_LABEL
+
+SHIPPED = ["L1", "L2", "L3", "L4", "Y1", "Y2", "Y3", "Y4"]
+MATRIX = {  # run: (model, full data?, gpus, batch/GPU, lr, epochs), from MISSION.md
+    "L1": ("picodet_s_320", True, 1, 32, 0.08, 300),
+    "L2": ("picodet_s_320", True, 2, 32, 0.16, 300),
+    "L3": ("picodet_s_320", True, 2, 48, 0.24, 300),
+    "L4": ("picodet_s_320", True, 2, 32, 0.16, 600),
+    "Y1": ("yolov3_mobilenet_v1", False, 1, 8, 0.00125, 80),
+    "Y2": ("yolov3_mobilenet_v1", False, 2, 8, 0.0025, 80),
+    "Y3": ("yolov3_mobilenet_v1", True, 1, 8, 0.00125, 80),
+    "Y4": ("yolov3_mobilenet_v1", True, 2, 8, 0.0025, 80),
+}
+
+
+def render(cli: Any, *args: str) -> list[dict[str, Any]]:
+    result = cli("render", *args)
+    assert result.code == 0, result.err
+    return [d for d in yaml.safe_load_all(result.out) if d]
+
+
+def container(job: dict[str, Any], replica: str = "Worker") -> dict[str, Any]:
+    c: dict[str, Any] = replica_specs(job)[replica]["template"]["spec"]["containers"][0]
+    return c
+
+
+def env_of(c: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
+
+
+def ppdet_config(cm: dict[str, Any]) -> dict[str, Any]:
+    cfg: dict[str, Any] = yaml.safe_load(cm["data"]["paddledet.yml"])
+    return cfg
+
+
+@pytest.mark.parametrize("run", SHIPPED)
+def test_shipped_run_renders_valid_manifests(run: str, project: Path, cli: Any) -> None:
+    cm, job = render(cli, run)
+    assert cm["kind"] == "ConfigMap" and job["kind"] == "PaddleJob"
+    validate_core(cm)
+    validate_job(job)
+    validate_pod_templates(job)
+    model, full, gpus, batch, lr, epochs = MATRIX[run]
+    cfg = ppdet_config(cm)
+    assert (cfg["epoch"], cfg["LearningRate"]["base_lr"]) == (epochs, lr)
+    assert cfg["TrainReader"]["batch_size"] == batch
+    assert container(job)["resources"]["limits"]["nvidia.com/gpu"] == gpus
+    assert cfg["_BASE_"] == [f"/opt/detk8s/configs/paddledet/{model}_voc.yml"]
+    assert cfg["TrainDataset"]["anno_path"] == (
+        "train.txt" if full else f"/output/{run}/lists/train.txt"
+    )
+    assert cfg["EvalDataset"]["anno_path"] == "val.txt"
+    assert cfg["EvalDataset"]["dataset_dir"] == "/data/mouse_other_voc" + ("" if full else "_1of3")
+
+
+def test_y4(project: Path, cli: Any) -> None:
+    cm, job = render(cli, "Y4")
+    assert job["metadata"]["name"] == "y4"
+    assert job["metadata"]["labels"][RUN_LABEL] == "Y4"
+    worker = replica_specs(job)["Worker"]
+    assert worker["replicas"] == 1  # one node
+    assert "Master" not in replica_specs(job)  # collective mode
+    c = container(job)
+    assert c["name"] == "paddle"
+    assert c["ports"] == [{"name": "master", "containerPort": 36543}]
+    assert c["command"] == [
+        "python",
+        "-m",
+        "paddle.distributed.launch",
+        "--gpus",
+        "0,1",
+        "--log_dir",
+        "/output/Y4/log",
+        "/opt/detk8s/detk8s/frameworks/paddledet_worker.py",
+        "train",
+        "--config",
+        "/etc/detk8s/paddledet.yml",
+        "--eval",
+    ]
+    assert c["resources"]["requests"]["nvidia.com/gpu"] == 2
+    assert c["resources"]["limits"] == {"memory": "32Gi", "nvidia.com/gpu": 2}
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False
+    env = env_of(c)
+    assert {k: env[k] for k in env if k.startswith("NCCL_")} == {
+        "NCCL_DEBUG": "WARN",
+        "NCCL_IB_DISABLE": "1",
+        "NCCL_P2P_DISABLE": "0",
+        "NCCL_SOCKET_IFNAME": "eth0",
+    }
+    assert env["AWS_SECRET_ACCESS_KEY"] == {
+        "secretKeyRef": {"name": "detk8s-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+    pod = worker["template"]["spec"]
+    shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in c["volumeMounts"]
+    assert pod["tolerations"] == [
+        {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    ]
+    assert job["spec"]["runPolicy"] == {
+        "backoffLimit": 3,
+        "cleanPodPolicy": "Running",
+        "ttlSecondsAfterFinished": 604800,
+    }
+    cfg = ppdet_config(cm)
+    assert cfg["TrainDataset"]["dataset_dir"] == "/data/mouse_other_voc"
+    assert cfg["TrainDataset"]["anno_path"] == "train.txt"
+    # YOLOv3's step schedule follows the run's 80 epochs.
+    piecewise = next(s for s in cfg["LearningRate"]["schedulers"] if s["name"] == "PiecewiseDecay")
+    assert all(m < 80 for m in piecewise["milestones"])
+    assert cm["metadata"]["name"] == "y4-config"
+    assert pod["volumes"][0] == {"name": "run-config", "configMap": {"name": "y4-config"}}
+
+
+def test_l3(project: Path, cli: Any) -> None:
+    cm, job = render(cli, "L3")
+    cfg = ppdet_config(cm)
+    assert cfg["TrainReader"]["batch_size"] == 48
+    assert cfg["LearningRate"]["base_lr"] == 0.24
+    assert cfg["epoch"] == 300
+    cosine = next(s for s in cfg["LearningRate"]["schedulers"] if s["name"] == "CosineDecay")
+    assert cosine["max_epochs"] == 300
+    assert container(job)["command"][3:5] == ["--gpus", "0,1"]
+    assert cfg["_BASE_"] == ["/opt/detk8s/configs/paddledet/picodet_s_320_voc.yml"]
+
+
+def test_l4_cosine_schedule_follows_epochs(project: Path, cli: Any) -> None:
+    cm, _ = render(cli, "L4")
+    cosine = next(
+        s for s in ppdet_config(cm)["LearningRate"]["schedulers"] if s["name"] == "CosineDecay"
+    )
+    assert cosine["max_epochs"] == 600
+
+
+def test_one_gpu_runs_without_launcher(project: Path, cli: Any) -> None:
+    _, job = render(cli, "Y1")
+    assert container(job)["command"][:2] == [
+        "python",
+        "/opt/detk8s/detk8s/frameworks/paddledet_worker.py",
+    ]
+
+
+def test_y1_and_y3_differ_only_in_train_list(project: Path, cli: Any) -> None:
+    (cm1, _), (cm3, _) = render(cli, "Y1"), render(cli, "Y3")
+    c1, c3 = ppdet_config(cm1), ppdet_config(cm3)
+    assert c1["TrainDataset"]["anno_path"] == "/output/Y1/lists/train.txt"
+    assert c3["TrainDataset"]["anno_path"] == "train.txt"
+    for cfg in (c1, c3):  # same val list and labels: mAP compares
+        assert (cfg["EvalDataset"]["anno_path"], cfg["EvalDataset"]["label_list"]) == (
+            "val.txt",
+            "label_list.txt",
+        )
+
+
+def test_one_third_is_the_first_1943_lines(project: Path) -> None:
+    ds = Project.discover().load_dataset("mouse_other_voc_1of3", project)
+    assert ds.train_fraction == "1/3"
+    assert ds.subset_lines(5828) == 1943
+    assert ds.train_size == 1943
+
+
+def test_multi_node(project: Path, cli: Any) -> None:
+    (project / "configs/runs/Y5.yml").write_text(
+        "_BASE_: ../bases/yolov3_mobilenet_v1.yml\ngpus: 2\nnodes: 2\nlr: 0.005\n"
+    )
+    _, job = render(cli, "--strict", "Y5")
+    validate_job(job)
+    validate_pod_templates(job)
+    worker = replica_specs(job)["Worker"]
+    assert worker["replicas"] == 2
+    assert "Master" not in replica_specs(job)
+    c = container(job)
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
+    # paddle.distributed.launch takes --master/--nnodes from the operator's PADDLE_* env.
+    assert c["command"][:5] == ["python", "-m", "paddle.distributed.launch", "--gpus", "0,1"]
+    assert not any(a.startswith(("--master", "--nnodes")) for a in c["command"])
+
+
+def test_one_gpu_two_nodes_uses_launcher(project: Path, cli: Any) -> None:
+    (project / "configs/runs/Y6.yml").write_text(
+        "_BASE_: ../bases/yolov3_mobilenet_v1.yml\ngpus: 1\nnodes: 2\nlr: 0.0025\n"
+    )
+    _, job = render(cli, "--strict", "Y6")
+    assert container(job)["command"][2:5] == ["paddle.distributed.launch", "--gpus", "0"]
+
+
+def test_overrides_and_args_reach_the_program_literally(project: Path, cli: Any) -> None:
+    evil = "$(rm -rf /)"
+    (project / "configs/runs/X1.yml").write_text(
+        "_BASE_: ../bases/picodet_s_320.yml\n"
+        f"overrides: {{weights: '{evil}', TrainReader: {{shuffle: false}}}}\n"
+        f"extra_args: ['-o', 'use_vdl={evil}; echo pwned']\n"
+        f"env: {{NOTE: '\"quoted\" `{evil}`'}}\n"
+    )
+    cm, job = render(cli, "X1")
+    c = container(job)
+    assert c["command"][-2:] == ["-o", f"use_vdl={evil}; echo pwned"]
+    assert "sh" not in c["command"] and "-c" not in c["command"] and "args" not in c
+    assert env_of(c)["NOTE"] == f'"quoted" `{evil}`'
+    cfg = ppdet_config(cm)
+    assert cfg["weights"] == evil
+    assert cfg["TrainReader"] == {"batch_size": 32, "shuffle": False}
+
+
+def test_scheduling_and_secrets_from_config(project: Path, cli: Any) -> None:
+    (project / "configs/runs/X2.yml").write_text(
+        "_BASE_: ../bases/picodet_s_320.yml\n"
+        "node_selector: {nvidia.com/gpu.product: A100}\n"
+        "priority_class: training-high\n"
+        "secret_env: {WANDB_API_KEY: {secret: wandb, key: api-key}}\n"
+        "nccl: {p2p_disable: true, socket_ifname: null}\n"
+        "shm_size: 4Gi\n"
+        "run_policy: {active_deadline_seconds: 86400, clean_pod_policy: All}\n"
+    )
+    _, job = render(cli, "X2")
+    validate_job(job)
+    validate_pod_templates(job)
+    pod = replica_specs(job)["Worker"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "A100"}
+    assert pod["priorityClassName"] == "training-high"
+    assert job["spec"]["runPolicy"]["schedulingPolicy"] == {"priorityClass": "training-high"}
+    assert job["spec"]["runPolicy"]["activeDeadlineSeconds"] == 86400
+    assert job["spec"]["runPolicy"]["cleanPodPolicy"] == "All"
+    env = env_of(container(job))
+    assert env["WANDB_API_KEY"] == {"secretKeyRef": {"name": "wandb", "key": "api-key"}}
+    assert env["NCCL_P2P_DISABLE"] == "1" and "NCCL_SOCKET_IFNAME" not in env
+    assert next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"] == "4Gi"
+
+
+def test_pvc_dataset_is_mounted_read_only(project: Path, cli: Any) -> None:
+    (project / "configs/datasets/onpvc.yml").write_text(
+        "_BASE_: mouse_other_voc.yml\nsource: pvc://datasets/voc/mouse_other_voc\n"
+    )
+    (project / "configs/runs/X3.yml").write_text(
+        "_BASE_: ../bases/picodet_s_320.yml\ndataset: onpvc\n"
+    )
+    _, job = render(cli, "X3")
+    validate_pod_templates(job)
+    pod = replica_specs(job)["Worker"]["template"]["spec"]
+    data = next(v for v in pod["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"] == {"claimName": "datasets", "readOnly": True}
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "data")
+    assert mount == {
+        "name": "data",
+        "mountPath": "/data/onpvc",
+        "readOnly": True,
+        "subPath": "voc/mouse_other_voc",
+    }
+
+
+def test_no_secret_value_in_manifests(project: Path, cli: Any) -> None:
+    out = cli("render", "--all").out
+    assert "secretKeyRef" in out
+    for doc in yaml.safe_load_all(out):
+        for c in [] if doc["kind"] == "ConfigMap" else [container(doc)]:
+            for e in c["env"]:
+                assert "SECRET" not in e["name"] or "valueFrom" in e
+
+
+def test_render_all_and_output_dir(project: Path, cli: Any) -> None:
+    docs = render(cli, "--all")
+    assert [d["metadata"]["labels"][RUN_LABEL] for d in docs if d["kind"] == "PaddleJob"] == SHIPPED
+    result = cli("render", "L1", "L2", "-o", "out")
+    assert result.code == 0 and result.out == ""
+    assert sorted(p.name for p in (project / "out").iterdir()) == ["L1.yaml", "L2.yaml"]
+    assert [d["kind"] for d in yaml.safe_load_all((project / "out/L2.yaml").read_text())] == [
+        "ConfigMap",
+        "PaddleJob",
+    ]
+
+
+def test_glob_selection(project: Path, cli: Any) -> None:
+    docs = render(cli, "Y*", "L1")
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "PaddleJob"] == [
+        "y1",
+        "y2",
+        "y3",
+        "y4",
+        "l1",
+    ]
+
+
+def test_spec_hash_is_stable_and_tracks_changes(project: Path, cli: Any) -> None:
+    first = render(cli, "Y4")[1]["metadata"]["labels"][SPEC_HASH_LABEL]
+    assert render(cli, "Y4")[1]["metadata"]["labels"][SPEC_HASH_LABEL] == first
+    run = project / "configs/runs/Y4.yml"
+    run.write_text(run.read_text().replace("epochs: 80", "epochs: 81"))
+    assert render(cli, "Y4")[1]["metadata"]["labels"][SPEC_HASH_LABEL] != first
+
+
+def test_hash_covers_everything_but_itself(project: Path) -> None:
+    p = Project.discover()
+    manifests = render_manifests(build_job_spec(p.load_run("L1"), p.settings))
+    digest = manifests[1]["metadata"]["labels"].pop(SPEC_HASH_LABEL)
+    manifests[0]["metadata"]["labels"].pop(SPEC_HASH_LABEL)
+    assert spec_hash(manifests) == digest
+
+
+def test_pytorchjob_template(project: Path) -> None:
+    """The PyTorchJob template (for the torchrun frameworks to come) against its CRD."""
+    p = Project.discover()
+    spec = dataclasses.replace(
+        build_job_spec(p.load_run("Y4"), p.settings), kind="PyTorchJob", nodes=3
+    )
+    _, job = render_manifests(spec)
+    validate_job(job)
+    validate_pod_templates(job)
+    specs = replica_specs(job)
+    assert (specs["Master"]["replicas"], specs["Worker"]["replicas"]) == (1, 2)
+    assert job["spec"]["nprocPerNode"] == "2"
+    c = container(job, "Master")
+    assert (c["name"], c["ports"]) == (
+        "pytorch",
+        [{"name": "pytorchjob-port", "containerPort": 23456}],
+    )
+
+
+def test_linear_scaling_warning_and_strict(project: Path, cli: Any) -> None:
+    run = project / "configs/runs/L2.yml"
+    run.write_text(run.read_text().replace("lr: 0.16", "lr: 0.1"))
+    line = (
+        "configs/runs/L2.yml: lr: 0.1 breaks the linear scaling rule: expected 0.16 for total "
+        "batch 64 (32/GPU x 2 GPUs x 1 node), as picodet_s_320.yml has lr 0.08 for total batch 32"
+    )
+    result = cli("render", "L2")
+    assert result.code == 0 and result.err.strip() == f"warning: {line}"
+    result = cli("validate", "--strict")
+    assert result.code == 2 and result.err.strip() == f"error: {line}"
+
+
+def test_shipped_runs_pass_strict(project: Path, cli: Any) -> None:
+    result = cli("validate", "--strict")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert result.out.strip() == "8 run(s) valid: L1, L2, L3, L4, Y1, Y2, Y3, Y4"
+
+
+def test_runs_table(project: Path, cli: Any) -> None:
+    result = cli("runs")
+    assert result.code == 0
+    rows = {
+        line.split("│")[1].strip(): [c.strip() for c in line.split("│")[2:-1]]
+        for line in result.out.splitlines()
+        if line.startswith("│")
+    }
+    assert list(rows) == SHIPPED
+    assert rows["L3"] == [
+        "paddledet",
+        "picodet_s_320",
+        "2 x 1",
+        "48",
+        "96",
+        "0.24",
+        "300",
+        "mouse_other_voc",
+        "5,828",
+    ]
+    assert rows["Y2"][-2:] == ["mouse_other_voc_1of3", "1,943 (1/3)"]
+
+
+def test_schema_accepts_shipped_files_and_rejects_unknown_keys(project: Path, cli: Any) -> None:
+    import jsonschema
+
+    result = cli("schema")
+    assert result.code == 0
+    schema = json.loads(result.out)
+    assert "_BASE_" in schema["properties"] and "model_config" in schema["properties"]
+    for f in [*(project / "configs/runs").glob("*.yml"), *(project / "configs/bases").glob("*")]:
+        jsonschema.validate(yaml.safe_load(f.read_text()), schema)
+    with pytest.raises(jsonschema.ValidationError, match="'gpu' was unexpected"):
+        jsonschema.validate({"gpu": 1}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"gpus": 0}, schema)
+
+
+def test_validators_reject_what_the_cluster_would(project: Path) -> None:
+    """The schema checks above are not vacuous: each catches a real mistake."""
+    import jsonschema
+    import kubernetes_validate
+
+    p = Project.discover()
+    _, job = render_manifests(build_job_spec(p.load_run("Y4"), p.settings))
+    typo = json.loads(json.dumps(job))
+    typo["spec"]["paddleReplicaSpecs"]["Worker"]["replica"] = 2  # pruned by the API server
+    with pytest.raises(AssertionError, match=r"\.spec\.paddleReplicaSpecs\.Worker\.replica"):
+        validate_job(typo)
+    wrong = json.loads(json.dumps(job))
+    wrong["spec"]["runPolicy"]["backoffLimit"] = "three"
+    with pytest.raises(jsonschema.ValidationError):
+        validate_job(wrong)
+    bad_pod = json.loads(json.dumps(job))
+    container(bad_pod)["securityContext"]["allowPrivilegeEscalaton"] = False
+    with pytest.raises(kubernetes_validate.ValidationError):
+        validate_pod_templates(bad_pod)
