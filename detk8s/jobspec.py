@@ -8,7 +8,7 @@ from detk8s.config.schema import ProjectConfig, SecretRef
 from detk8s.errors import ConfigError
 from detk8s.frameworks import get_adapter
 from detk8s.labels import FRAMEWORK_LABEL, MANAGED_BY_LABEL, RUN_LABEL
-from detk8s.paths import POD_DATA_DIR
+from detk8s.layout import POD, RUN_FILE, Layout
 from detk8s.spec import DataVolume, JobSpec
 
 AUTO_IMAGE = "auto"
@@ -53,9 +53,27 @@ def storage_env(project: ProjectConfig) -> tuple[dict[str, str], dict[str, Secre
     return env, secrets
 
 
+def run_file(loaded: LoadedRun) -> str:
+    """The resolved run and dataset, for `detk8s exec` where there is no project checkout."""
+    import yaml
+
+    return yaml.safe_dump(
+        {
+            "run": loaded.config.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "dataset": loaded.dataset.model_dump(mode="json", exclude_none=True),
+        },
+        sort_keys=False,
+    )
+
+
+def exec_command(layout: Layout, launch: list[str]) -> list[str]:
+    """`detk8s exec` prepares data, runs `launch`, uploads checkpoints and results."""
+    return ["detk8s", "exec", "--run-file", layout.run_file, "--", *launch]
+
+
 def data_volume(loaded: LoadedRun) -> DataVolume:
     dataset = loaded.dataset
-    mount = f"{POD_DATA_DIR}/{dataset.name}"
+    mount = POD.dataset_dir(dataset)
     if dataset.source.startswith("pvc://"):
         claim, _, sub_path = dataset.source.removeprefix("pvc://").partition("/")
         return DataVolume(mount, claim=claim, sub_path=sub_path.strip("/") or None)
@@ -64,11 +82,11 @@ def data_volume(loaded: LoadedRun) -> DataVolume:
 
 def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
     run = loaded.config
-    launch = get_adapter(run.framework).launch(run, loaded.dataset)
+    launch = get_adapter(run.framework).launch(run, loaded.dataset, POD)
     store_env, store_secrets = storage_env(project)
     # Later wins: the run's own env overrides what detk8s and the adapter chose.
     env = {**nccl_env(loaded), **launch.env, **store_env, **run.env}
-    files = dict(launch.files)
+    files = {**launch.files, RUN_FILE: run_file(loaded)}
     return JobSpec(
         run=run.name,
         name=run.job_name,
@@ -76,7 +94,7 @@ def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
         framework=run.framework,
         kind=launch.job_kind,
         image=resolve_image(loaded, project),
-        command=launch.command,
+        command=exec_command(POD, launch.command),
         env=env,
         secret_env={**store_secrets, **run.secret_env},
         files=files,

@@ -21,15 +21,8 @@ TEMPLATES_DIR = "k8s_templates"
 
 
 def model_configs_dir(framework: str) -> str:
-    """Our model configs for a framework, relative to the project (and to IMAGE_SOURCE_DIR)."""
+    """Our model configs for a framework, relative to the project root."""
     return f"configs/{framework}"
 
-
-# Inside the training image and pod. The Dockerfile and the templates follow these.
-IMAGE_SOURCE_DIR = "/opt/detk8s"
-POD_CONFIG_DIR = "/etc/detk8s"  # the run's ConfigMap
-POD_DATA_DIR = "/data"  # datasets, one dir each
-POD_OUTPUT_DIR = "/output"  # checkpoints, logs, eval results
-POD_SHM_DIR = "/dev/shm"
 
 PROJECT_FILE = "detk8s.yaml"

@@ -18,7 +18,7 @@ class Launch:
     job_kind: str  # the Kubeflow kind whose launcher conventions the command follows
     command: list[str]  # an argument list: no shell ever parses it
     env: dict[str, str]
-    files: dict[str, str]  # file name -> content, mounted read-only at POD_CONFIG_DIR
+    files: dict[str, str]  # file name -> content, mounted read-only at Layout.config_dir
 
 
 @dataclass(frozen=True)

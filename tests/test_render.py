@@ -36,12 +36,22 @@ def render(cli: Any, *args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(result.out) if d]
 
 
+EXEC = ["detk8s", "exec", "--run-file", "/etc/detk8s/run.yaml", "--"]
+
+
+def launch_of(c: dict[str, Any]) -> list[str]:
+    """The framework's launch command, which `detk8s exec` runs after preparing the data."""
+    assert c["command"][: len(EXEC)] == EXEC
+    return list(c["command"][len(EXEC) :])
+
+
 def container(job: dict[str, Any], replica: str = "Worker") -> dict[str, Any]:
     c: dict[str, Any] = replica_specs(job)[replica]["template"]["spec"]["containers"][0]
     return c
 
 
 def env_of(c: dict[str, Any]) -> dict[str, Any]:
+    """name -> value, or -> valueFrom for env from Secrets and the downward API."""
     return {e["name"]: e.get("value", e.get("valueFrom")) for e in c["env"]}
 
 
@@ -80,7 +90,7 @@ def test_y4(project: Path, cli: Any) -> None:
     c = container(job)
     assert c["name"] == "paddle"
     assert c["ports"] == [{"name": "master", "containerPort": 36543}]
-    assert c["command"] == [
+    assert launch_of(c) == [
         "python",
         "-m",
         "paddle.distributed.launch",
@@ -137,7 +147,7 @@ def test_l3(project: Path, cli: Any) -> None:
     assert cfg["epoch"] == 300
     cosine = next(s for s in cfg["LearningRate"]["schedulers"] if s["name"] == "CosineDecay")
     assert cosine["max_epochs"] == 300
-    assert container(job)["command"][3:5] == ["--gpus", "0,1"]
+    assert launch_of(container(job))[3:5] == ["--gpus", "0,1"]
     assert cfg["_BASE_"] == ["/opt/detk8s/configs/paddledet/picodet_s_320_voc.yml"]
 
 
@@ -151,7 +161,7 @@ def test_l4_cosine_schedule_follows_epochs(project: Path, cli: Any) -> None:
 
 def test_one_gpu_runs_without_launcher(project: Path, cli: Any) -> None:
     _, job = render(cli, "Y1")
-    assert container(job)["command"][:2] == [
+    assert launch_of(container(job))[:2] == [
         "python",
         "/opt/detk8s/detk8s/frameworks/paddledet_worker.py",
     ]
@@ -189,7 +199,7 @@ def test_multi_node(project: Path, cli: Any) -> None:
     c = container(job)
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
     # paddle.distributed.launch takes --master/--nnodes from the operator's PADDLE_* env.
-    assert c["command"][:5] == ["python", "-m", "paddle.distributed.launch", "--gpus", "0,1"]
+    assert launch_of(c)[:5] == ["python", "-m", "paddle.distributed.launch", "--gpus", "0,1"]
     assert not any(a.startswith(("--master", "--nnodes")) for a in c["command"])
 
 
@@ -198,7 +208,7 @@ def test_one_gpu_two_nodes_uses_launcher(project: Path, cli: Any) -> None:
         "_BASE_: ../bases/yolov3_mobilenet_v1.yml\ngpus: 1\nnodes: 2\nlr: 0.0025\n"
     )
     _, job = render(cli, "--strict", "Y6")
-    assert container(job)["command"][2:5] == ["paddle.distributed.launch", "--gpus", "0"]
+    assert launch_of(container(job))[2:5] == ["paddle.distributed.launch", "--gpus", "0"]
 
 
 def test_overrides_and_args_reach_the_program_literally(project: Path, cli: Any) -> None:
@@ -409,3 +419,11 @@ def test_validators_reject_what_the_cluster_would(project: Path) -> None:
     container(bad_pod)["securityContext"]["allowPrivilegeEscalaton"] = False
     with pytest.raises(kubernetes_validate.ValidationError):
         validate_pod_templates(bad_pod)
+
+
+def test_epoch_counted_settings_follow_the_run(project: Path, cli: Any) -> None:
+    """YOLOv3's mixup stops at ~93% of training and PicoDet switches assigners after a third,
+    whatever the run's epochs (the model configs say 250/270 and 100/300)."""
+    y4, l4 = ppdet_config(render(cli, "Y4")[0]), ppdet_config(render(cli, "L4")[0])
+    assert y4["TrainReader"] == {"batch_size": 8, "mixup_epoch": 74}
+    assert l4["PicoHeadV2"] == {"static_assigner_epoch": 200}

@@ -15,17 +15,11 @@ from typing import Any
 import yaml
 
 from detk8s.config.schema import DatasetConfig, RunConfig
-from detk8s.paths import (
-    IMAGE_SOURCE_DIR,
-    POD_CONFIG_DIR,
-    POD_DATA_DIR,
-    POD_OUTPUT_DIR,
-    data_path,
-    model_configs_dir,
-)
+from detk8s.layout import Layout
+from detk8s.paths import data_path, model_configs_dir
 from detk8s.spec import Launch
 
-WORKER_SCRIPT = f"{IMAGE_SOURCE_DIR}/detk8s/frameworks/paddledet_worker.py"
+WORKER = "frameworks/paddledet_worker.py"  # in the package; runs without detk8s importable
 CONFIG_FILE = "paddledet.yml"
 VOC_FIELDS = ["image", "gt_bbox", "gt_class", "difficult"]
 
@@ -80,15 +74,28 @@ def scaled_schedulers(model: dict[str, Any], epochs: int) -> list[dict[str, Any]
     return out
 
 
-def dataset_dir(dataset: DatasetConfig) -> str:
-    return f"{POD_DATA_DIR}/{dataset.name}"
+# Settings counted in epochs, besides the LR schedule, that keep their relative place when a run
+# trains for another number of epochs than the model config (mixup off for the last ~7%, PicoDet's
+# switch from ATSS to task-aligned assignment after the first third).
+EPOCH_RELATIVE = (("TrainReader", "mixup_epoch"), ("PicoHeadV2", "static_assigner_epoch"))
 
 
-def train_list_path(run: RunConfig, dataset: DatasetConfig) -> str:
+def scaled_epoch_settings(model: dict[str, Any], epochs: int) -> dict[str, Any]:
+    """{section: {key: value}} of EPOCH_RELATIVE settings rescaled to `epochs`."""
+    model_epochs = model.get("epoch")
+    out: dict[str, Any] = {}
+    for section, key in EPOCH_RELATIVE:
+        value = (model.get(section) or {}).get(key)
+        if model_epochs and isinstance(value, int) and value > 0:
+            out.setdefault(section, {})[key] = max(1, round(value * epochs / model_epochs))
+    return out
+
+
+def train_list_path(run: RunConfig, dataset: DatasetConfig, layout: Layout) -> str:
     """The train list ppdet reads: the dataset's own, or the subset `detk8s exec` writes."""
     if dataset.train_fraction is None:
         return dataset.train_list
-    return f"{POD_OUTPUT_DIR}/{run.name}/lists/{Path(dataset.train_list).name}"
+    return f"{layout.run_dir(run.name)}/lists/{Path(dataset.train_list).name}"
 
 
 def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
@@ -110,10 +117,12 @@ class _PlainDumper(_CDumper):  # type: ignore[misc, valid-type]
 class PaddleDetAdapter:
     name = "paddledet"
 
-    def framework_config(self, run: RunConfig, dataset: DatasetConfig) -> dict[str, Any]:
+    def framework_config(
+        self, run: RunConfig, dataset: DatasetConfig, layout: Layout
+    ) -> dict[str, Any]:
         """The per-run ppdet YAML: our model config in the image, plus this run's numbers."""
         model = read_model_config(run)
-        root = dataset_dir(dataset)
+        root = layout.dataset_dir(dataset)
 
         def voc(anno_path: str) -> dict[str, Any]:
             return {
@@ -126,29 +135,36 @@ class PaddleDetAdapter:
             }
 
         cfg: dict[str, Any] = {
-            "_BASE_": [
-                f"{IMAGE_SOURCE_DIR}/{model_configs_dir(run.framework)}/{run.model_config_file}"
-            ],
+            "_BASE_": [layout.model_config(run.framework, run.model_config_file)],
             "epoch": run.epochs,
-            "save_dir": f"{POD_OUTPUT_DIR}/{run.name}",
+            "save_dir": self.save_dir(run, layout),
             "num_classes": dataset.num_classes,
             "metric": "VOC",
             "map_type": "integral",
             "LearningRate": {"base_lr": run.lr},
             "TrainReader": {"batch_size": run.batch_size},
-            "TrainDataset": voc(train_list_path(run, dataset)),
+            "TrainDataset": voc(train_list_path(run, dataset, layout)),
             "EvalDataset": voc(dataset.val_list),
             "TestDataset": {"name": "ImageFolder", "anno_path": f"{root}/{dataset.label_list}"},
         }
         schedulers = scaled_schedulers(model, run.epochs)
         if schedulers:
             cfg["LearningRate"]["schedulers"] = schedulers
+        _deep_merge(cfg, scaled_epoch_settings(model, run.epochs))
         if run.pretrain_weights:
             cfg["pretrain_weights"] = run.pretrain_weights
         return _deep_merge(cfg, dict(run.overrides))
 
-    def command(self, run: RunConfig) -> list[str]:
-        worker = [WORKER_SCRIPT, "train", "--config", f"{POD_CONFIG_DIR}/{CONFIG_FILE}"]
+    def save_dir(self, run: RunConfig, layout: Layout) -> str:
+        """ppdet writes checkpoints to save_dir/<config file stem>/: give it the run's own dir."""
+        return f"{layout.run_dir(run.name)}/ckpt"
+
+    def worker(self, layout: Layout) -> str:
+        return f"{layout.package_dir}/{WORKER}"
+
+    def command(self, run: RunConfig, layout: Layout) -> list[str]:
+        config = f"{layout.config_dir}/{CONFIG_FILE}"
+        worker = [self.worker(layout), "train", "--config", config]
         if run.eval:
             worker.append("--eval")
         worker += run.extra_args
@@ -156,21 +172,18 @@ class PaddleDetAdapter:
             return ["python", *worker]
         gpus = ",".join(str(i) for i in range(run.gpus))
         # Only local rank 0 prints to stdout; the others log to --log_dir/workerlog.N.
-        log_dir = f"{POD_OUTPUT_DIR}/{run.name}/log"
-        return [
-            "python",
-            "-m",
-            "paddle.distributed.launch",
-            "--gpus",
-            gpus,
-            "--log_dir",
-            log_dir,
-            *worker,
-        ]
+        log_dir = f"{layout.run_dir(run.name)}/log"
+        return ["python", "-m", "paddle.distributed.launch", "--gpus", gpus, "--log_dir", log_dir,
+                *worker]  # fmt: skip
 
-    def launch(self, run: RunConfig, dataset: DatasetConfig) -> Launch:
+    def eval_command(self, run: RunConfig, layout: Layout, weights: str) -> list[str]:
+        """Evaluation of final weights on the val list: one process, rank 0 only."""
+        config = f"{layout.config_dir}/{CONFIG_FILE}"
+        return ["python", self.worker(layout), "eval", "--config", config, "--weights", weights]
+
+    def launch(self, run: RunConfig, dataset: DatasetConfig, layout: Layout) -> Launch:
         text = yaml.dump(
-            self.framework_config(run, dataset),
+            self.framework_config(run, dataset, layout),
             Dumper=_PlainDumper,
             sort_keys=False,
             default_flow_style=None,
@@ -178,7 +191,7 @@ class PaddleDetAdapter:
         header = f"# ppdet config of run {run.name}, rendered by detk8s from configs/runs/.\n"
         return Launch(
             job_kind="PaddleJob",
-            command=self.command(run),
+            command=self.command(run, layout),
             env={"FLAGS_allocator_strategy": "auto_growth"},
             files={CONFIG_FILE: header + text},
         )

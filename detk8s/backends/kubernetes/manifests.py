@@ -15,11 +15,13 @@ import jinja2
 import yaml
 
 from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, GPU_RESOURCE, KINDS
-from detk8s.labels import SPEC_HASH_LABEL
-from detk8s.paths import POD_CONFIG_DIR, POD_OUTPUT_DIR, POD_SHM_DIR, TEMPLATES_DIR, data_path
+from detk8s.labels import OP_REPLICA_INDEX, OP_REPLICA_TYPE, SPEC_HASH_LABEL
+from detk8s.layout import POD
+from detk8s.paths import TEMPLATES_DIR, data_path
 from detk8s.spec import JobSpec
 
 Manifest = dict[str, Any]
+SHM_DIR = "/dev/shm"
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
@@ -44,7 +46,8 @@ def _render(template: str, job: JobSpec) -> Manifest:
             kind=kind,
             api_version=f"{API_GROUP}/{API_VERSION}",
             gpu_resource=GPU_RESOURCE,
-            paths={"config": POD_CONFIG_DIR, "output": POD_OUTPUT_DIR, "shm": POD_SHM_DIR},
+            paths={"config": POD.config_dir, "output": POD.output_dir, "shm": SHM_DIR},
+            op_labels={"replica_type": OP_REPLICA_TYPE, "replica_index": OP_REPLICA_INDEX},
         )
     )
     manifest: Manifest = yaml.load(text, Loader=_Loader)

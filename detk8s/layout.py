@@ -1,0 +1,58 @@
+"""Where a run's files are on the machine that runs it: inside the pod, or on this machine for
+the local backend. Adapters build paths from a Layout, never from literals."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from detk8s.config.schema import DatasetConfig
+from detk8s.paths import PACKAGE_DIR, data_path
+
+RUN_FILE = "run.yaml"
+
+
+@dataclass(frozen=True)
+class Layout:
+    config_dir: str  # the run's files (run.yaml, framework config); a ConfigMap in the pod
+    data_dir: str  # datasets, one dir each
+    output_dir: str  # run outputs, one dir each
+    configs_root: str  # our model configs: <configs_root>/<framework>/<file>
+    package_dir: str  # the installed detk8s package (worker scripts)
+
+    def run_dir(self, run: str) -> str:
+        return f"{self.output_dir}/{run}"
+
+    def dataset_dir(self, dataset: DatasetConfig) -> str:
+        if dataset.source.startswith("file://"):  # already on this machine's disk
+            return dataset.source.removeprefix("file://").rstrip("/") or "/"
+        return f"{self.data_dir}/{dataset.name}"
+
+    def model_config(self, framework: str, file: str) -> str:
+        return f"{self.configs_root}/{framework}/{file}"
+
+    @property
+    def run_file(self) -> str:
+        return f"{self.config_dir}/{RUN_FILE}"
+
+
+# Inside the training image and pod; the Dockerfile installs detk8s from /opt/detk8s.
+POD = Layout(
+    config_dir="/etc/detk8s",
+    data_dir="/data",
+    output_dir="/output",
+    configs_root="/opt/detk8s/configs",
+    package_dir="/opt/detk8s/detk8s",
+)
+
+
+def local_layout(workdir: Path, run: str) -> Layout:
+    """This machine: everything of a run under `workdir/<run>/`, datasets under `workdir/data`."""
+    workdir = workdir.resolve()
+    return Layout(
+        config_dir=str(workdir / run / "config"),
+        data_dir=str(workdir / "data"),
+        output_dir=str(workdir),
+        configs_root=str(data_path("configs")),
+        package_dir=str(PACKAGE_DIR),
+    )

@@ -1,0 +1,1 @@
+"""Results of runs: metrics parsed from framework output, eval.json, and the summary table."""

@@ -1,0 +1,110 @@
+"""The storage interface and its two backends."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import urlparse
+
+from detk8s.errors import UsageError
+
+
+class Storage(Protocol):
+    uri: str
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when it does not exist."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+
+    def upload(self, key: str, path: Path) -> None: ...
+
+    def download(self, key: str, path: Path) -> bool:
+        """Fetch to `path` (atomically); False when the object does not exist."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        """(key, size) of every object under `prefix`, keys relative to the root."""
+        ...
+
+    def delete(self, key: str) -> None: ...
+
+
+def open_storage(uri: str, endpoint_url: str | None = None, region: str | None = None) -> Storage:
+    parsed = urlparse(uri)
+    if parsed.scheme == "s3":
+        from detk8s.storage.s3 import S3Storage
+
+        return S3Storage(uri, endpoint_url=endpoint_url, region=region)
+    if parsed.scheme == "file" or not parsed.scheme:
+        return LocalStorage(uri)
+    raise UsageError(f"storage {uri!r}: use s3://bucket/prefix or file:///path")
+
+
+class LocalStorage:
+    """A directory as a bucket; writes go through a temp file and a rename, like an S3 PUT."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        parsed = urlparse(uri)
+        # file://output (relative, the default) and file:///abs/path both work.
+        self.root = Path(parsed.netloc + parsed.path) if parsed.scheme else Path(uri)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+    def upload(self, key: str, path: Path) -> None:
+        dest = self._path(key)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, dest)
+
+    def download(self, key: str, path: Path) -> bool:
+        src = self._path(key)
+        if not src.is_file():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, path)
+        return True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+        base = self._path(prefix)
+        if base.is_file():
+            yield prefix, base.stat().st_size
+            return
+        if not base.is_dir():
+            return
+        for dirpath, _, files in os.walk(base):
+            for name in sorted(files):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue
+                full = Path(dirpath) / name
+                yield full.relative_to(self.root).as_posix(), full.stat().st_size
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
