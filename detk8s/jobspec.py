@@ -57,11 +57,12 @@ def run_file(loaded: LoadedRun) -> str:
     """The resolved run and dataset, for `detk8s exec` where there is no project checkout."""
     import yaml
 
-    return yaml.safe_dump(
+    return yaml.dump(
         {
             "run": loaded.config.model_dump(mode="json", by_alias=True, exclude_none=True),
             "dataset": loaded.dataset.model_dump(mode="json", exclude_none=True),
         },
+        Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
         sort_keys=False,
     )
 
@@ -90,7 +91,7 @@ def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
     return JobSpec(
         run=run.name,
         name=run.job_name,
-        namespace=project.namespace,
+        namespace=project.namespace or "default",
         framework=run.framework,
         kind=launch.job_kind,
         image=resolve_image(loaded, project),

@@ -46,3 +46,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+# The Kubernetes API emulator (tests/kube/emulator.py) for every test that asks for `kube_api`.
+from kube.emulator import kube_api  # noqa: E402, F401

@@ -209,7 +209,7 @@ class ProjectConfig(Strict):
 
     runs_dir: str = "configs/runs"
     datasets_dir: str = "configs/datasets"
-    namespace: str = "default"
+    namespace: str | None = Field(None, description="Default: the kubeconfig context's.")
     context: str | None = None
     images: dict[str, str] = Field(
         default_factory=dict, description="Image repository per framework, for `image: auto`."

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import yaml
@@ -19,6 +19,10 @@ from detk8s.labels import OP_REPLICA_INDEX, OP_REPLICA_TYPE, SPEC_HASH_LABEL
 from detk8s.layout import POD
 from detk8s.paths import TEMPLATES_DIR, data_path
 from detk8s.spec import JobSpec
+
+if TYPE_CHECKING:
+    from detk8s.config.load import LoadedRun
+    from detk8s.config.schema import ProjectConfig
 
 Manifest = dict[str, Any]
 SHM_DIR = "/dev/shm"
@@ -66,6 +70,12 @@ def render_manifests(job: JobSpec) -> list[Manifest]:
     for m in manifests:
         m["metadata"]["labels"][SPEC_HASH_LABEL] = digest
     return manifests
+
+
+def manifests_for(loaded: LoadedRun, project: ProjectConfig) -> list[Manifest]:
+    from detk8s.jobspec import build_job_spec
+
+    return render_manifests(build_job_spec(loaded, project))
 
 
 class _BlockDumper(_Dumper):  # type: ignore[misc, valid-type]

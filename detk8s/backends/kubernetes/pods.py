@@ -1,0 +1,114 @@
+"""The pods of a job, found by the Training Operator's labels, and what they have to say:
+why they are not running yet, and their logs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from detk8s.backends.kubernetes.cluster import Cluster
+from detk8s.backends.kubernetes.kinds import JobKind
+from detk8s.labels import OP_JOB_NAME, OP_REPLICA_INDEX, OP_REPLICA_TYPE
+
+# Waiting reasons that mean "this will not start by itself".
+STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
+         "CreateContainerConfigError", "CreateContainerError", "RunContainerError"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Replica:
+    type: str  # lowercase, as in the pod labels: master, worker
+    index: int
+
+    @classmethod
+    def parse(cls, text: str) -> Replica:
+        """`worker-1`, `master-0`, or `worker` (index 0)."""
+        kind, _, index = text.lower().rpartition("-")
+        if not kind or not index.isdigit():
+            return cls(text.lower(), 0)
+        return cls(kind, int(index))
+
+    def __str__(self) -> str:
+        return f"{self.type}-{self.index}"
+
+
+def replica_of(pod: Any) -> Replica:
+    labels = pod.metadata.labels or {}
+    return Replica(labels.get(OP_REPLICA_TYPE, "?"), int(labels.get(OP_REPLICA_INDEX, "0")))
+
+
+def job_pods(cluster: Cluster, job: str, replica: Replica | None = None) -> list[Any]:
+    selector = f"{OP_JOB_NAME}={job}"
+    if replica is not None:
+        selector += f",{OP_REPLICA_TYPE}={replica.type},{OP_REPLICA_INDEX}={replica.index}"
+    pods = cluster.call(
+        cluster.core.list_namespaced_pod, cluster.namespace, label_selector=selector
+    )
+    return sorted(pods.items, key=lambda p: (replica_of(p).type, replica_of(p).index))
+
+
+def rank0(kind: JobKind) -> Replica:
+    return Replica(kind.rank0_replica, 0)
+
+
+def pending_reason(cluster: Cluster, pod: Any) -> str | None:
+    """Why a pod is not running: its newest Warning event, a stuck container, or the scheduler."""
+    phase = pod.status.phase if pod.status else None
+    waiting = [
+        s.state.waiting
+        for s in (pod.status.container_statuses or [] if pod.status else [])
+        if s.state and s.state.waiting and s.state.waiting.reason
+    ]
+    stuck = [w for w in waiting if w.reason in STUCK]
+    if phase not in (None, "Pending") and not stuck:
+        return None
+    events = cluster.call(
+        cluster.core.list_namespaced_event,
+        cluster.namespace, field_selector=f"involvedObject.name={pod.metadata.name}",
+    ).items  # fmt: skip
+    warnings = [e for e in events if e.type == "Warning"]
+    if warnings:
+        e = max(warnings, key=_event_time)
+        return f"{e.reason}: {e.message}"
+    if stuck or waiting:
+        w = (stuck or waiting)[0]
+        return f"{w.reason}: {w.message}" if w.message else str(w.reason)
+    for cond in (pod.status.conditions or []) if pod.status else []:
+        if cond.type == "PodScheduled" and cond.status == "False":
+            return f"{cond.reason}: {cond.message}"
+    return None
+
+
+def _event_time(e: Any) -> Any:
+    import datetime as dt
+
+    stamp = e.last_timestamp or e.event_time or e.first_timestamp
+    return stamp or dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+
+
+def read_log(cluster: Cluster, pod: str, container: str, tail: int | None = None) -> str:
+    kwargs: dict[str, Any] = {"container": container}
+    if tail is not None:
+        kwargs["tail_lines"] = tail
+    text: str = cluster.call(cluster.core.read_namespaced_pod_log, pod, cluster.namespace, **kwargs)
+    return text
+
+
+def follow_log(cluster: Cluster, pod: str, container: str) -> Iterator[str]:
+    """Lines of the pod's log as they come, until the container stops."""
+    resp = cluster.call(
+        cluster.core.read_namespaced_pod_log,
+        pod, cluster.namespace, container=container, follow=True, _preload_content=False,
+    )  # fmt: skip
+    buffer = b""
+    try:
+        for chunk in resp.stream(4096):
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                yield line.decode("utf-8", "replace")
+        if buffer:
+            yield buffer.decode("utf-8", "replace")
+    finally:
+        resp.release_conn()

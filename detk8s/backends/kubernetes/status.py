@@ -1,0 +1,102 @@
+"""One row per job for `detk8s status`: state, replicas, restarts, age, nodes, GPUs, and why a
+Pending job is pending."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from detk8s.backends.kubernetes.cluster import Cluster
+from detk8s.backends.kubernetes.kinds import GPU_RESOURCE, JobKind
+from detk8s.backends.kubernetes.pods import job_pods, pending_reason
+from detk8s.backends.kubernetes.state import job_state
+from detk8s.labels import MANAGED_BY_LABEL, RUN_LABEL
+
+
+@dataclass(frozen=True)
+class JobRow:
+    run: str
+    job: str
+    state: str
+    ready: int
+    total: int
+    restarts: int
+    age: str
+    nodes: str
+    gpus: int
+    reason: str
+
+
+def _replica_specs(job: dict[str, Any]) -> dict[str, Any]:
+    spec = job.get("spec") or {}
+    for key, value in spec.items():
+        if key.endswith("ReplicaSpecs"):
+            specs: dict[str, Any] = value
+            return specs
+    return {}
+
+
+def _gpus(job: dict[str, Any]) -> tuple[int, int]:
+    total_gpus = total_replicas = 0
+    for spec in _replica_specs(job).values():
+        replicas = int(spec.get("replicas", 1))
+        total_replicas += replicas
+        for c in spec["template"]["spec"].get("containers", []):
+            limits = (c.get("resources") or {}).get("limits") or {}
+            total_gpus += replicas * int(limits.get(GPU_RESOURCE, 0))
+    return total_gpus, total_replicas
+
+
+def age(created: str | None, now: dt.datetime | None = None) -> str:
+    if not created:
+        return "?"
+    start = dt.datetime.fromisoformat(created.replace("Z", "+00:00"))
+    seconds = int(((now or dt.datetime.now(dt.timezone.utc)) - start).total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
+
+
+def job_row(cluster: Cluster, kind: JobKind, job: dict[str, Any]) -> JobRow:
+    meta = job["metadata"]
+    name = meta["name"]
+    pods = job_pods(cluster, name)
+    gpus, total = _gpus(job)
+    ready = sum(
+        1 for p in pods
+        if p.status and p.status.phase == "Running"
+        and all(s.ready for s in p.status.container_statuses or [])
+    )  # fmt: skip
+    restarts = sum(s.restart_count or 0 for p in pods for s in (p.status.container_statuses or []))
+    state = job_state(job)
+    reason = ""
+    for p in pods:
+        why = pending_reason(cluster, p)
+        if why:
+            reason = f"{p.metadata.name}: {why}"
+            break
+    if not pods and state in ("Pending", "Created"):
+        reason = "no pods yet (operator or gang scheduler has not created them)"
+    nodes = sorted({p.spec.node_name for p in pods if p.spec and p.spec.node_name})
+    return JobRow(
+        run=(meta.get("labels") or {}).get(RUN_LABEL, name),
+        job=f"{kind.plural}/{name}",
+        state=state,
+        ready=ready,
+        total=total,
+        restarts=restarts,
+        age=age(meta.get("creationTimestamp")),
+        nodes=",".join(nodes) or "-",
+        gpus=gpus,
+        reason=reason,
+    )
+
+
+def job_rows(cluster: Cluster, runs: list[str] | None = None) -> list[JobRow]:
+    jobs = cluster.list_jobs(f"{MANAGED_BY_LABEL}=detk8s")
+    rows = [job_row(cluster, kind, job) for kind, job in jobs]
+    if runs is not None:
+        rows = [r for r in rows if r.run in runs]
+    return sorted(rows, key=lambda r: r.run)

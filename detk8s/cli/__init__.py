@@ -1,0 +1,29 @@
+"""The `detk8s` command line. Each command imports what it needs when it runs, so commands that
+do not talk to a cluster or a bucket never load the kubernetes or boto3 packages."""
+
+from __future__ import annotations
+
+import sys
+
+# Importing a command module registers its commands; `--help` lists them in this order.
+from detk8s.cli import config_cmds  # noqa: F401
+
+# isort: split
+from detk8s.cli import cluster_cmds  # noqa: F401
+from detk8s.cli.common import app, err
+from detk8s.errors import DetkError
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    # `--dry-run` alone means the client-side dry run, as in kubectl.
+    args = ["--dry-run=client" if a == "--dry-run" else a for a in args]
+    try:
+        app(args=args, prog_name="detk8s")
+    except DetkError as e:
+        for line in str(e).splitlines():
+            err(f"error: {line}")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err("interrupted")
+        sys.exit(130)

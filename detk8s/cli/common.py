@@ -1,0 +1,71 @@
+"""What every command shares: the app, the project, run selection, messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from detk8s.config.load import LoadedRun, Project
+
+app = typer.Typer(
+    help="Object-detection training runs as Kubeflow jobs: render, build, submit, collect.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+_project_dir: Path | None = None
+
+RunsArg = Annotated[
+    list[str] | None, typer.Argument(help="Run names or glob patterns (Y*).", show_default=False)
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every run in the project.")]
+StrictOpt = Annotated[
+    bool, typer.Option("--strict", help="Treat warnings (linear scaling rule) as errors.")
+]
+
+
+@app.callback()
+def _root(
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project", "-p", help="Project dir or detk8s.yaml (default: search upwards)."
+        ),
+    ] = None,
+) -> None:
+    global _project_dir
+    _project_dir = project
+
+
+def project() -> Project:
+    from detk8s.config.load import Project
+
+    return Project.discover(_project_dir)
+
+
+def err(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def load_runs(
+    names: list[str] | None, all_runs: bool, strict: bool
+) -> tuple[Project, list[LoadedRun]]:
+    """The selected runs, or every problem in them (one line each) and exit 2."""
+    from detk8s.errors import ConfigErrors
+
+    proj = project()
+    selected = proj.select(names or [], all_runs=all_runs)
+    loaded, errors = proj.load_runs(selected)
+    warnings = [w for run in loaded for w in run.warnings]
+    if strict:
+        errors += warnings
+    else:
+        for w in warnings:
+            err(f"warning: {w}")
+    if errors:
+        raise ConfigErrors(errors)
+    return proj, loaded

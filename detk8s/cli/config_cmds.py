@@ -1,0 +1,112 @@
+"""Commands that only read the project: runs, render, validate, schema."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, err, load_runs
+
+
+@app.command()
+def runs(
+    names: RunsArg = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Table of the runs in configs/: framework, model, GPUs x nodes, batch, lr, epochs, data."""
+    from rich.console import Console
+    from rich.table import Table
+
+    _, loaded = load_runs(names, all_runs=not names, strict=strict)
+    table = Table(title="detk8s runs", title_justify="left")
+    for col in (
+        "run",
+        "framework",
+        "model",
+        "GPUs x nodes",
+        "batch/GPU",
+        "total batch",
+        "lr",
+        "epochs",
+        "dataset",
+        "train images",
+    ):
+        table.add_column(
+            col,
+            justify="right"
+            if col in {"batch/GPU", "total batch", "lr", "epochs", "train images"}
+            else "left",
+        )
+    for r in loaded:
+        c, d = r.config, r.dataset
+        train = f"{d.train_size:,}" if d.train_size else "?"
+        frac = f" ({d.train_fraction})" if d.train_fraction else ""
+        table.add_row(
+            c.name,
+            c.framework,
+            c.model,
+            f"{c.gpus} x {c.nodes}",
+            str(c.batch_size),
+            str(c.total_batch),
+            f"{c.lr:g}",
+            str(c.epochs),
+            d.name,
+            train + frac,
+        )
+    console = Console()
+    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
+        console = Console(width=160)
+    console.print(table)
+
+
+@app.command()
+def render(
+    names: RunsArg = None,
+    all_runs: AllOpt = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Write one <RUN>.yaml per run into this directory."),
+    ] = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Kubernetes manifests of runs: the ConfigMap with the framework config, then the job."""
+    from detk8s.backends.kubernetes.manifests import manifests_for, to_yaml
+    from detk8s.util import write_atomic
+
+    project, loaded = load_runs(names, all_runs, strict)
+    # Everything renders before anything is written: a bad run leaves no half-written output.
+    rendered = {r.name: to_yaml(manifests_for(r, project.settings)) for r in loaded}
+    if output is None:
+        sys.stdout.write("".join(rendered.values()))
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for name, text in rendered.items():
+        write_atomic(output / f"{name}.yaml", text)
+        err(f"wrote {output / f'{name}.yaml'}")
+
+
+@app.command()
+def validate(
+    names: RunsArg = None,
+    strict: StrictOpt = False,
+) -> None:
+    """Check every run config (or the named ones): exit 0, or one line per problem and exit 2."""
+    from detk8s.backends.kubernetes.manifests import manifests_for
+
+    project, loaded = load_runs(names, all_runs=not names, strict=strict)
+    for r in loaded:
+        manifests_for(r, project.settings)
+    typer.echo(f"{len(loaded)} run(s) valid: {', '.join(r.name for r in loaded)}")
+
+
+@app.command()
+def schema() -> None:
+    """JSON Schema of a run config file, for editors' YAML language servers."""
+    import json
+
+    from detk8s.config.jsonschema import run_config_schema
+
+    typer.echo(json.dumps(run_config_schema(), indent=2))
