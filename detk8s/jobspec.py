@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from detk8s import __version__
 from detk8s.config.load import LoadedRun
 from detk8s.config.schema import ProjectConfig, SecretRef
 from detk8s.errors import ConfigError
@@ -17,15 +16,25 @@ STORAGE_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
 def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
+    """`auto`, an `images:` key or a declared repository without a tag: that image tagged by
+    the hash of its current inputs (what `detk8s build` builds). Anything else verbatim."""
+    from detk8s.build.context import ContextError
+    from detk8s.build.images import declared_image, image_build, project_root_of
+
     run = loaded.config
-    if run.image != AUTO_IMAGE:
+    name = run.framework if run.image == AUTO_IMAGE else declared_image(run.image, project)
+    if name is None:
         return run.image
-    repository = project.images.get(run.framework)
-    if not repository:
+    config = project.images.get(name)
+    if config is None:
         raise ConfigError(
             loaded.file, "image", f"is 'auto' but detk8s.yaml has no images.{run.framework}"
         )
-    return f"{repository}:{__version__}"
+    build = image_build(name, config, project_root_of(loaded.file, project))
+    try:
+        return build.ref
+    except ContextError as e:
+        raise ConfigError(loaded.file, "image", f"cannot tag images.{name}: {e}") from None
 
 
 def nccl_env(loaded: LoadedRun) -> dict[str, str]:
@@ -67,9 +76,9 @@ def run_file(loaded: LoadedRun) -> str:
     )
 
 
-def exec_command(layout: Layout, launch: list[str]) -> list[str]:
+def exec_command(run: str, layout: Layout, launch: list[str]) -> list[str]:
     """`detk8s exec` prepares data, runs `launch`, uploads checkpoints and results."""
-    return ["detk8s", "exec", "--run-file", layout.run_file, "--", *launch]
+    return ["detk8s", "exec", run, "--run-file", layout.run_file, "--", *launch]
 
 
 def data_volume(loaded: LoadedRun) -> DataVolume:
@@ -86,7 +95,8 @@ def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
     launch = get_adapter(run.framework).launch(run, loaded.dataset, POD)
     store_env, store_secrets = storage_env(project)
     # Later wins: the run's own env overrides what detk8s and the adapter chose.
-    env = {**nccl_env(loaded), **launch.env, **store_env, **run.env}
+    image = resolve_image(loaded, project)
+    env = {**nccl_env(loaded), **launch.env, **store_env, "DETK8S_IMAGE": image, **run.env}
     files = {**launch.files, RUN_FILE: run_file(loaded)}
     return JobSpec(
         run=run.name,
@@ -94,8 +104,8 @@ def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
         namespace=project.namespace or "default",
         framework=run.framework,
         kind=launch.job_kind,
-        image=resolve_image(loaded, project),
-        command=exec_command(POD, launch.command),
+        image=image,
+        command=exec_command(run.name, POD, launch.command),
         env=env,
         secret_env={**store_secrets, **run.secret_env},
         files=files,

@@ -3,6 +3,7 @@ the local backend. Adapters build paths from a Layout, never from literals."""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ class Layout:
     output_dir: str  # run outputs, one dir each
     configs_root: str  # our model configs: <configs_root>/<framework>/<file>
     package_dir: str  # the installed detk8s package (worker scripts)
+    python: str = "python"  # the interpreter that has the framework installed
 
     def run_dir(self, run: str) -> str:
         return f"{self.output_dir}/{run}"
@@ -55,4 +57,5 @@ def local_layout(workdir: Path, run: str) -> Layout:
         output_dir=str(workdir),
         configs_root=str(data_path("configs")),
         package_dir=str(PACKAGE_DIR),
+        python=sys.executable,
     )

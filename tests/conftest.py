@@ -50,3 +50,6 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 # The Kubernetes API emulator (tests/kube/emulator.py) for every test that asks for `kube_api`.
 from kube.emulator import kube_api  # noqa: E402, F401
+
+# Real S3 servers on loopback (tests/s3/servers.py): moto_s3, ceph_s3, s3_endpoint, s3_bucket.
+from s3.servers import ceph_s3, moto_s3, s3_bucket, s3_endpoint  # noqa: E402, F401

@@ -36,13 +36,12 @@ def render(cli: Any, *args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(result.out) if d]
 
 
-EXEC = ["detk8s", "exec", "--run-file", "/etc/detk8s/run.yaml", "--"]
-
-
 def launch_of(c: dict[str, Any]) -> list[str]:
     """The framework's launch command, which `detk8s exec` runs after preparing the data."""
-    assert c["command"][: len(EXEC)] == EXEC
-    return list(c["command"][len(EXEC) :])
+    run = c["command"][2]
+    exec_ = ["detk8s", "exec", run, "--run-file", "/etc/detk8s/run.yaml", "--"]
+    assert c["command"][: len(exec_)] == exec_
+    return list(c["command"][len(exec_) :])
 
 
 def container(job: dict[str, Any], replica: str = "Worker") -> dict[str, Any]:

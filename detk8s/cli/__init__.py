@@ -10,6 +10,12 @@ from detk8s.cli import config_cmds  # noqa: F401
 
 # isort: split
 from detk8s.cli import cluster_cmds  # noqa: F401
+
+# isort: split
+from detk8s.cli import build_cmds  # noqa: F401
+
+# isort: split
+from detk8s.cli import results_cmds  # noqa: F401
 from detk8s.cli.common import app, err
 from detk8s.errors import DetkError
 

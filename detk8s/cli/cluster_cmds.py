@@ -27,6 +27,21 @@ NamespaceOpt = Annotated[
 ]
 
 
+class Backend(str, Enum):
+    kubernetes = "kubernetes"
+    local = "local"
+
+
+BackendOpt = Annotated[
+    Backend | None,
+    typer.Option("--backend", help="kubernetes or local (default: the project's backend)."),
+]
+
+
+def backend_of(proj: Project, backend: Backend | None) -> Backend:
+    return backend or Backend(proj.settings.backend)
+
+
 class DryRun(str, Enum):
     none = "none"
     client = "client"
@@ -66,19 +81,23 @@ def submit(
     ] = False,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    backend: BackendOpt = None,
     strict: StrictOpt = False,
 ) -> None:
     """Submit runs as Kubeflow jobs (a sweep goes concurrently); idempotent."""
     from detk8s.backends.kubernetes.manifests import manifests_for, to_yaml
 
     proj, loaded = load_runs(names, all_runs, strict)
+    if wait and len(loaded) != 1:
+        raise UsageError("--wait follows one run; submit a sweep without --wait")
+    if backend_of(proj, backend) is Backend.local:
+        _submit_local(proj, [r.name for r in loaded], force, wait, timeout)
+        return
     manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
     if dry_run is DryRun.client:
         sys.stdout.write("".join(to_yaml(m) for m in manifests.values()))
         err(f"dry run: {len(manifests)} run(s) rendered, nothing submitted")
         return
-    if wait and len(loaded) != 1:
-        raise UsageError("--wait follows one run; submit a sweep without --wait")
     skip = set() if force or dry_run is DryRun.server else _stored(proj, list(manifests))
     cluster = connect(proj, context, namespace)
     outcomes = _submit_all(cluster, manifests, skip, replace, dry_run is DryRun.server)
@@ -92,13 +111,49 @@ def submit(
         _wait(cluster, manifests[outcomes[0].run][1], timeout, poll)
 
 
+def _submit_local(proj: Project, runs: list[str], force: bool, wait: bool, timeout: float) -> None:
+    from detk8s.backends.local import LocalBackend, follow_file
+
+    local = LocalBackend(proj)
+    skip = set() if force else _stored(proj, runs)
+    started = {}
+    for run in runs:
+        pid = local.pid(run)
+        if run in skip:
+            typer.echo(f"{run}: skipped: results already stored (DONE); --force reruns")
+        elif pid is not None:
+            typer.echo(f"{run}: unchanged: already running locally (pid {pid})")
+        else:
+            proc = local.start(run, force=force)
+            started[run] = proc
+            log = local.run_dir(run) / "train.log"
+            typer.echo(f"{run}: started locally (pid {proc.pid}); log: {log}")
+    if not wait or not started:
+        return
+    ((run, proc),) = started.items()
+    import time
+
+    deadline = time.monotonic() + timeout
+    follow_file(
+        local.run_dir(run) / "train.log",
+        alive=lambda: proc.poll() is None and time.monotonic() < deadline,
+        out=typer.echo,
+    )
+    if proc.poll() is None:
+        err(f"{run}: still running after {timeout:g} s (pid {proc.pid})")
+        raise typer.Exit(EXIT_TIMEOUT)
+    state = local.state(run).state
+    err(f"{run}: {state}")
+    if proc.returncode != 0 or state != "Succeeded":
+        raise typer.Exit(EXIT_FAILED)
+
+
 def _stored(proj: Project, runs: list[str]) -> set[str]:
     """Runs whose results are already in object storage (DONE): skipped unless --force."""
-    from detk8s.storage import DONE, open_storage
+    from detk8s.storage import DONE
 
-    s = proj.settings.storage
     try:
-        storage = open_storage(s.uri, s.endpoint_url, s.region)
+        storage = proj.storage()
         with ThreadPoolExecutor(SWEEP_THREADS) as pool:
             done = list(pool.map(lambda r: storage.exists(f"{r}/{DONE}"), runs))
     except DetkError as e:
@@ -163,9 +218,11 @@ def status(
     names: RunsArg = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    backend: BackendOpt = None,
 ) -> None:
-    """Table of detk8s jobs: state, replicas ready/total, restarts, age, node, GPUs, and why a
-    Pending one is pending."""
+    """Table of jobs: state, replicas, restarts, age, node, GPUs, why Pending.
+
+    For the local backend: each run's state, pid and log file."""
     from rich.console import Console
     from rich.table import Table
 
@@ -173,6 +230,9 @@ def status(
 
     proj = project()
     wanted = proj.select(names, all_runs=False) if names else None
+    if backend_of(proj, backend) is Backend.local:
+        _status_local(proj, wanted)
+        return
     cluster = connect(proj, context, namespace)
     rows = job_rows(cluster, wanted)
     table = Table(title=f"detk8s jobs in {cluster.target.context}/{cluster.namespace}",
@@ -191,6 +251,25 @@ def status(
         err(f"{run}: no job in namespace {cluster.namespace}")
 
 
+def _status_local(proj: Project, wanted: list[str] | None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from detk8s.backends.local import LocalBackend
+
+    local = LocalBackend(proj)
+    table = Table(title=f"detk8s local runs in {local.workdir}", title_justify="left")
+    for col in ("run", "state", "pid", "log"):
+        table.add_column(col, overflow="fold")
+    for run in wanted or list(proj.run_files):
+        st = local.state(run)
+        if wanted or st.state != "Pending":
+            table.add_row(run, st.state, str(st.pid or "-"), str(st.log))
+    console = Console()
+    console = console if console.is_terminal else Console(width=200)
+    console.print(table)
+
+
 @app.command()
 def logs(
     run: Annotated[str, typer.Argument(help="Run name.")],
@@ -203,12 +282,22 @@ def logs(
     ] = False,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    backend: BackendOpt = None,
 ) -> None:
-    """Logs of a run's job: rank 0 (worker-0 of a PaddleJob, master-0 of a PyTorchJob)."""
+    """Logs of a run: rank 0 (worker-0 of a PaddleJob, master-0 of a PyTorchJob)."""
     from detk8s.backends.kubernetes.logs import print_logs
 
     proj = project()
     (name,) = proj.select([run])
+    if backend_of(proj, backend) is Backend.local:
+        from detk8s.backends.local import LocalBackend, follow_file
+
+        local = LocalBackend(proj)
+        path = local.run_dir(name) / "train.log"
+        if not path.exists():
+            raise UsageError(f"{name}: no local log at {path}")
+        follow_file(path, alive=lambda: follow and local.pid(name) is not None, out=typer.echo)
+        return
     cluster = connect(proj, context, namespace)
     print_logs(cluster, name.lower(), replica, all_replicas, follow, typer.echo)
 
@@ -221,13 +310,23 @@ def delete(
     ] = False,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    backend: BackendOpt = None,
 ) -> None:
-    """Delete runs' jobs (and their ConfigMaps)."""
-    from detk8s.backends.kubernetes.kinds import KINDS
+    """Delete runs' jobs (and their ConfigMaps); locally, stop their processes."""
     from detk8s.backends.kubernetes.submit import delete_job
     from detk8s.labels import MANAGED_BY_LABEL
 
     proj = project()
+    if backend_of(proj, backend) is Backend.local:
+        from detk8s.backends.local import LocalBackend
+
+        local = LocalBackend(proj)
+        for run in proj.select(names or [], all_runs=all_runs):
+            if local.stop(run):
+                typer.echo(f"stopped local run {run}")
+            elif not all_runs:
+                err(f"{run}: not running locally")
+        return
     cluster = connect(proj, context, namespace)
     if all_runs:
         targets = [
@@ -246,4 +345,3 @@ def delete(
         typer.echo(f"deleted {kind.plural}/{name} in namespace {cluster.namespace}")
     if not targets and all_runs:
         typer.echo(f"no detk8s jobs in namespace {cluster.namespace}")
-    _ = KINDS

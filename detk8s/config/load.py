@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -16,6 +17,9 @@ from detk8s.config.scaling import check_linear_scaling
 from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
 from detk8s.errors import ConfigError, ConfigErrors, UsageError
 from detk8s.paths import PROJECT_FILE, data_path, model_configs_dir
+
+if TYPE_CHECKING:
+    from detk8s.storage import Storage
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
@@ -97,6 +101,24 @@ class Project:
             chosen += [h for h in hits if h not in chosen]
         return chosen
 
+    def local_path(self, uri: str) -> str:
+        """A file:// URI with a relative path made absolute against the project root."""
+        path = uri.removeprefix("file://")
+        if uri.startswith("file://") and not path.startswith("/"):
+            return f"file://{(self.root / path).resolve()}"
+        return uri
+
+    def storage(self, uri: str | None = None) -> Storage:
+        """The project's result storage (or `uri`), relative file:// paths from the root."""
+        from detk8s.storage import open_storage
+
+        s = self.settings.storage
+        return open_storage(self.local_path(uri or s.uri), s.endpoint_url, s.region)
+
+    @property
+    def local_dir(self) -> Path:
+        return (self.root / self.settings.local_dir).resolve()
+
     def _defaults(self) -> Layered:
         defaults = self.settings.defaults
         return Layered(dict(defaults), key_origins(defaults, self.file))
@@ -149,6 +171,8 @@ class Project:
             )
         merged, _ = load_layered(file)
         merged.data["name"] = name
+        if isinstance(merged.data.get("source"), str):
+            merged.data["source"] = self.local_path(merged.data["source"])
         try:
             dataset = DatasetConfig.model_validate(merged.data)
         except ValidationError as e:

@@ -10,7 +10,7 @@ import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 
 from detk8s.frameworks import known_frameworks
 
@@ -204,6 +204,30 @@ class StorageSettings(Strict):
     )
 
 
+class ImageConfig(Strict):
+    """One image `detk8s build` builds and `image: auto` names, tagged by the hash of its inputs.
+    In detk8s.yaml a plain string is the repository alone, with every other field defaulted."""
+
+    repository: str = Field(description="Where it is pushed, without a tag.")
+    dockerfile: str = Field("Dockerfile", description="Relative to the context.")
+    context: str | None = Field(
+        None,
+        description="Build context, relative to the project root; default: the detk8s source "
+        "checkout detk8s runs from (what the shipped Dockerfiles install).",
+    )
+    build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg K=V.")
+    registry_secret: str | None = Field(
+        None,
+        description="kubernetes.io/dockerconfigjson Secret that lets an in-cluster (kaniko) "
+        "build push to the repository.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _repository_only(cls, v: Any) -> Any:
+        return {"repository": v} if isinstance(v, str) else v
+
+
 class ProjectConfig(Strict):
     """detk8s.yaml: where the configs are, the cluster, the images, and defaults for every run."""
 
@@ -211,10 +235,15 @@ class ProjectConfig(Strict):
     datasets_dir: str = "configs/datasets"
     namespace: str | None = Field(None, description="Default: the kubeconfig context's.")
     context: str | None = None
-    images: dict[str, str] = Field(
-        default_factory=dict, description="Image repository per framework, for `image: auto`."
+    images: dict[str, ImageConfig] = Field(
+        default_factory=dict,
+        description="Images by name: a framework's name is the image `image: auto` uses.",
     )
     storage: StorageSettings = StorageSettings()
+    backend: Literal["kubernetes", "local"] = Field(
+        "kubernetes", description="Where submit runs jobs unless --backend says otherwise."
+    )
+    local_dir: str = Field("output", description="The local backend's work dir (runs, data).")
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="Run config keys applied beneath every run."
     )

@@ -169,17 +169,52 @@ class PaddleDetAdapter:
             worker.append("--eval")
         worker += run.extra_args
         if run.gpus == 1 and run.nodes == 1:
-            return ["python", *worker]
+            return [layout.python, *worker]
         gpus = ",".join(str(i) for i in range(run.gpus))
         # Only local rank 0 prints to stdout; the others log to --log_dir/workerlog.N.
         log_dir = f"{layout.run_dir(run.name)}/log"
-        return ["python", "-m", "paddle.distributed.launch", "--gpus", gpus, "--log_dir", log_dir,
-                *worker]  # fmt: skip
+        return [layout.python, "-m", "paddle.distributed.launch", "--gpus", gpus,
+                "--log_dir", log_dir, *worker]  # fmt: skip
 
     def eval_command(self, run: RunConfig, layout: Layout, weights: str) -> list[str]:
         """Evaluation of final weights on the val list: one process, rank 0 only."""
         config = f"{layout.config_dir}/{CONFIG_FILE}"
-        return ["python", self.worker(layout), "eval", "--config", config, "--weights", weights]
+        return [
+            layout.python,
+            self.worker(layout),
+            "eval",
+            "--config",
+            config,
+            "--weights",
+            weights,
+        ]
+
+    # Checkpoints. ppdet writes them to save_dir/<config file stem>/ as N.pdparams, N.pdema
+    # (EMA models) and N.pdopt, the .pdopt last; the last epoch is model_final.*.
+
+    def checkpoint_dir(self, run: RunConfig, layout: Layout) -> Path:
+        return Path(self.save_dir(run, layout)) / Path(CONFIG_FILE).stem
+
+    def complete_checkpoints(self, directory: Path) -> dict[str, list[Path]]:
+        """Checkpoint name -> its files, for those fully written (their .pdopt exists)."""
+        out = {}
+        for opt in directory.glob("*.pdopt"):
+            name = opt.stem
+            out[name] = sorted(directory.glob(f"{name}.pd*"))
+        return out
+
+    def checkpoint_order(self, name: str) -> float:
+        """Epoch order of a checkpoint name: higher resumes later (model_final is the end)."""
+        if name == "model_final":
+            return float("inf")
+        return float(name) if name.isdigit() else -1.0
+
+    def resume_args(self, checkpoint: Path) -> list[str]:
+        """Arguments that make the worker continue from `checkpoint` (a path without suffix)."""
+        return ["--resume", str(checkpoint)]
+
+    def final_weights(self, run: RunConfig, layout: Layout) -> Path:
+        return self.checkpoint_dir(run, layout) / "model_final.pdparams"
 
     def launch(self, run: RunConfig, dataset: DatasetConfig, layout: Layout) -> Launch:
         text = yaml.dump(

@@ -51,8 +51,15 @@ def parse_metrics(text: str) -> dict[str, Any]:
 
 
 def _last_coco_block(text: str) -> dict[str, float] | None:
-    values = [float(m.group(6)) for m in _COCO.finditer(text)]
-    if len(values) < len(COCO_KEYS):
+    """The last complete block of 12 lines, each block starting at its AP@[.5:.95] line."""
+    found = list(_COCO.finditer(text))
+    n = len(COCO_KEYS)
+    starts = [
+        i for i, m in enumerate(found)
+        if m.group(2) == "AP" and m.group(3) == "0.50:0.95" and m.group(4) == "all"
+        and i + n <= len(found)
+    ]  # fmt: skip
+    if not starts:
         return None
-    last = values[len(values) - len(values) % len(COCO_KEYS) - len(COCO_KEYS) :]
-    return dict(zip(COCO_KEYS, last, strict=True))
+    block = found[starts[-1] : starts[-1] + n]
+    return dict(zip(COCO_KEYS, (float(m.group(6)) for m in block), strict=True))

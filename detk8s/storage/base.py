@@ -93,18 +93,19 @@ class LocalStorage:
         return self._path(key).is_file()
 
     def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
-        base = self._path(prefix)
-        if base.is_file():
-            yield prefix, base.stat().st_size
-            return
+        # Any string prefix, as in S3: walk the directory part, filter on the whole.
+        base = self.root / prefix.rpartition("/")[0]
         if not base.is_dir():
             return
-        for dirpath, _, files in os.walk(base):
+        for dirpath, dirs, files in os.walk(base):
+            dirs.sort()
             for name in sorted(files):
                 if name.startswith(".") and name.endswith(".tmp"):
                     continue
                 full = Path(dirpath) / name
-                yield full.relative_to(self.root).as_posix(), full.stat().st_size
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key, full.stat().st_size
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

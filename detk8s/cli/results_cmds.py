@@ -1,0 +1,159 @@
+"""Commands about runs' results: exec (the training pod's entrypoint) and collect."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from detk8s.cli.common import RunsArg, app, err, project
+from detk8s.errors import UsageError
+
+SUMMARY_FORMATS = {".csv": "csv", ".md": "md", ".json": "json"}
+PROGRESS_OVER = 5  # runs: a progress bar when collecting more than this
+
+
+@app.command(
+    "exec",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def exec_(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run name.")],
+    run_file: Annotated[
+        Path | None,
+        typer.Option(help="The resolved run (run.yaml from the job's ConfigMap): pod mode."),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Results storage (default: $DETK8S_STORAGE or project).")
+    ] = None,
+    no_tee: Annotated[
+        bool, typer.Option("--no-tee", help="Output to the log file only (local backend).")
+    ] = False,
+    force: Annotated[bool, typer.Option(help="Train even when DONE is stored.")] = False,
+) -> None:
+    """Train a run here: prepare data, train (resuming from stored checkpoints), evaluate,
+    store the results. The training container's entrypoint; `-- ARGV` is the framework's
+    command as rendered."""
+    from detk8s.runner.execute import Execution, load_run_file, write_files
+
+    launch = list(ctx.args)
+    if run_file is not None:  # in the pod: everything comes from the ConfigMap and env
+        from detk8s.layout import POD
+        from detk8s.storage import open_storage
+
+        config, dataset = load_run_file(run_file)
+        if config.name != run:
+            raise UsageError(f"{run_file} is run {config.name}, not {run}")
+        uri = storage or os.environ.get("DETK8S_STORAGE")
+        if not uri:
+            raise UsageError("no storage: pass --storage or set DETK8S_STORAGE")
+        if not launch:
+            raise UsageError("no command after --: the job renders it")
+        execution = Execution(config, dataset, POD, open_storage(uri), launch, not no_tee, force)
+    else:  # on this machine (the local backend): the project says everything
+        from detk8s.frameworks import get_adapter
+        from detk8s.jobspec import run_file as render_run_file
+        from detk8s.layout import local_layout
+
+        proj = project()
+        (name,) = proj.select([run])
+        loaded = proj.load_run(name)
+        layout = local_layout(proj.local_dir, name)
+        rendered = get_adapter(loaded.config.framework).launch(
+            loaded.config, loaded.dataset, layout
+        )
+        write_files(
+            {**rendered.files, "run.yaml": render_run_file(loaded)}, Path(layout.config_dir)
+        )
+        execution = Execution(
+            loaded.config, loaded.dataset, layout, proj.storage(storage),
+            launch or rendered.command, not no_tee, force,
+        )  # fmt: skip
+    raise typer.Exit(execution.execute())
+
+
+@app.command()
+def collect(
+    names: RunsArg = None,
+    output: Annotated[
+        list[Path] | None,
+        typer.Option("--output", "-o", help="Also write the summary: .csv, .md or .json."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Bar chart of mAP (and FPS) per run, e.g. map.png.")
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="Storage (default: the project's).")] = None,
+) -> None:
+    """Every run's results from object storage in one table (and files)."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from detk8s.results.collect import COLUMNS, cell, row, write_summary
+    from detk8s.results.collect import collect as collect_results
+    from detk8s.util import write_atomic
+
+    for path in output or []:
+        if path.suffix not in SUMMARY_FORMATS:
+            raise UsageError(f"--output {path}: use .csv, .md or .json")
+    proj = project()
+    known = list(proj.run_files)
+    store = proj.storage(storage)
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("collecting", total=None, visible=False)
+
+        def total(n: int) -> None:
+            bar.update(task, total=n, visible=n > PROGRESS_OVER)
+
+        results = collect_results(
+            store, known, progress=lambda n: bar.advance(task, n), on_total=total
+        )
+    if names:
+        wanted = set(proj.select(names)) | {n for n in names if n not in proj.run_files}
+        results = [r for r in results if r.run in wanted]
+    _fill_from_configs(proj, results)
+    rows = [row(r) for r in results]
+    table = Table(title=f"detk8s results in {store.uri}", title_justify="left")
+    for col in COLUMNS:
+        table.add_column(col, justify="right" if col in ("batch", "lr", "epochs", "mAP",
+                         "mAP50:95", "FPS", "train time", "GPU-hours") else "left")  # fmt: skip
+    for r, res in zip(rows, results, strict=True):
+        cells = [cell(c, r[c]) for c in COLUMNS]
+        if res.status in ("failed", "invalid") and res.reason:
+            cells[1] = f"{res.status}: {res.reason}"
+        table.add_row(*cells)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=220)
+    console.print(table)
+    for path in output or []:
+        write_atomic(path, write_summary(rows, SUMMARY_FORMATS[path.suffix]))
+        err(f"wrote {path}")
+    if plot is not None:
+        from detk8s.results.plot import plot_map
+
+        plot_map(rows, plot)
+        err(f"wrote {plot}")
+
+
+def _fill_from_configs(proj, results) -> None:  # type: ignore[no-untyped-def]
+    """Runs without a record show what their config says (model, data, GPUs...)."""
+    for r in results:
+        if r.record is not None or r.run not in proj.run_files:
+            continue
+        try:
+            loaded = proj.load_run(r.run)
+        except Exception:  # a broken config must not hide the others' results
+            continue
+        c = loaded.config
+        r.model, r.gpus, r.nodes = c.model, c.gpus, c.nodes
+        r.batch_size, r.lr, r.epochs = c.batch_size, c.lr, c.epochs
+        frac = loaded.dataset.train_fraction
+        r.data = f"{loaded.dataset.name}" + (f" ({frac})" if frac else "")
+
+
+_ = sys

@@ -1,0 +1,181 @@
+"""Every run's result from object storage: one listing of the prefix, then the eval.json (or
+FAILED) of each run fetched concurrently.
+
+Status of a run: done (DONE and a valid eval.json), failed (FAILED), running (objects but no
+marker yet), missing (nothing stored; a run of the project), invalid (DONE with an eval.json that
+is missing, corrupt or incomplete; the reason is shown).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from detk8s.results.record import EvalRecord, FailureRecord
+from detk8s.storage import DONE, EVAL_JSON, FAILED, Storage
+
+FETCH_THREADS = 32
+
+
+@dataclass
+class RunResult:
+    run: str
+    status: str  # done, failed, running, missing, invalid
+    record: EvalRecord | None = None
+    reason: str = ""
+    # From the project's config when the run has no record (yet).
+    model: str | None = None
+    data: str | None = None
+    gpus: int | None = None
+    nodes: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    epochs: int | None = None
+
+    def value(self, name: str) -> Any:
+        if self.record is not None:
+            return getattr(self.record, name, None)
+        return getattr(self, name, None)
+
+
+def _index(storage: Storage) -> dict[str, set[str]]:
+    """run -> the names of its top-level objects (checkpoints/... count as 'checkpoints')."""
+    runs: dict[str, set[str]] = {}
+    for key, _ in storage.list(""):
+        run, sep, rest = key.partition("/")
+        if sep and run and not run.startswith("."):
+            runs.setdefault(run, set()).add(rest.split("/", 1)[0])
+    return runs
+
+
+def _result(storage: Storage, run: str, names: set[str]) -> RunResult:
+    if DONE in names:
+        raw = storage.get(f"{run}/{EVAL_JSON}")
+        if raw is None:
+            return RunResult(run, "invalid", reason="DONE without eval.json")
+        try:
+            record = EvalRecord.model_validate_json(raw)
+        except ValidationError as e:
+            first = e.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in first["loc"]) or "eval.json"
+            reason = "eval.json is not JSON" if first["type"] == "json_invalid" else (
+                f"eval.json: {where}: {first['msg'].lower()}"
+            )  # fmt: skip
+            return RunResult(run, "invalid", reason=reason)
+        if record.run != run:
+            return RunResult(run, "invalid", reason=f"eval.json is of run {record.run!r}")
+        return RunResult(run, "done", record=record)
+    if FAILED in names:
+        raw = storage.get(f"{run}/{FAILED}") or b"{}"
+        try:
+            reason = FailureRecord.model_validate_json(raw).reason
+        except ValidationError:
+            reason = raw.decode("utf-8", "replace").strip()[:200] or "failed"
+        return RunResult(run, "failed", reason=reason)
+    return RunResult(run, "running", reason="no DONE or FAILED marker yet")
+
+
+def collect(
+    storage: Storage,
+    known: Iterable[str] = (),
+    progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> list[RunResult]:
+    """Results of every run under the storage root, plus `known` runs with nothing stored."""
+    index = _index(storage)
+    if on_total:
+        on_total(len(index))
+
+    def fetch(run: str) -> RunResult:
+        result = _result(storage, run, index[run])
+        if progress:
+            progress(1)
+        return result
+
+    with ThreadPoolExecutor(FETCH_THREADS) as pool:
+        results = {r.run: r for r in pool.map(fetch, sorted(index))}
+    for run in known:
+        results.setdefault(run, RunResult(run, "missing", reason="nothing stored"))
+    return [results[r] for r in sorted(results, key=_natural)]
+
+
+def _natural(name: str) -> tuple[str, int, str]:
+    head = name.rstrip("0123456789")
+    tail = name[len(head) :]
+    return (head, int(tail) if tail else -1, name)
+
+
+COLUMNS = ("run", "status", "model", "data", "GPUs x nodes", "batch", "lr", "epochs", "mAP",
+           "mAP50:95", "FPS", "train time", "GPU-hours")  # fmt: skip
+
+
+def row(r: RunResult) -> dict[str, Any]:
+    """One summary row, machine-readable values (None where unknown)."""
+    rec = r.record
+    gpus, nodes = r.value("gpus"), r.value("nodes")
+    data = rec.dataset if rec else r.data
+    if rec and rec.train_fraction:
+        data = f"{data} ({rec.train_fraction})"
+    return {
+        "run": r.run,
+        "status": r.status,
+        "model": r.value("model"),
+        "data": data,
+        "GPUs x nodes": f"{gpus} x {nodes}" if gpus and nodes else None,
+        "batch": r.value("batch_size"),
+        "lr": r.value("lr"),
+        "epochs": r.value("epochs"),
+        "mAP": rec.map50 if rec else None,
+        "mAP50:95": rec.map50_95 if rec else None,
+        "FPS": rec.fps if rec else None,
+        "train time": rec.train_seconds if rec else None,
+        "GPU-hours": round(rec.gpu_hours, 3) if rec else None,
+        "reason": r.reason,
+    }
+
+
+def hms(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = round(seconds)
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def cell(name: str, value: Any) -> str:
+    """A value as the table and Markdown show it."""
+    if value is None:
+        return ""
+    if name in ("mAP", "mAP50:95"):
+        return f"{value:.2f}%"
+    if name == "FPS":
+        return f"{value:.2f}"
+    if name == "train time":
+        return hms(value)
+    if name == "lr":
+        return f"{value:g}"
+    return str(value)
+
+
+def write_summary(rows: list[dict[str, Any]], fmt: str) -> str:
+    """The summary as csv, md or json text."""
+    columns = [*COLUMNS, "reason"]
+    if fmt == "json":
+        return json.dumps(rows, indent=2) + "\n"
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        return buf.getvalue()
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(cell(c, r[c]).replace("|", "\\|") for c in columns) + " |")
+    return "\n".join(lines) + "\n"

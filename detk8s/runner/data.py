@@ -1,0 +1,51 @@
+"""The run's dataset on local disk: synced from object storage when it lives there, and the
+train list cut to the run's fraction."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from detk8s.config.schema import DatasetConfig
+from detk8s.errors import DetkError
+from detk8s.storage import open_storage
+
+SYNC_THREADS = 16
+
+
+class DataError(DetkError):
+    pass
+
+
+def sync_down(source: str, dest: Path) -> tuple[int, int]:
+    """Copy every object under `source` (s3://...) into `dest`, skipping files already there
+    with the same size. Returns (downloaded, skipped)."""
+    storage = open_storage(source)
+    objects = [(key, size) for key, size in storage.list("") if not key.endswith("/")]
+    wanted = [
+        key for key, size in objects
+        if not ((dest / key).is_file() and (dest / key).stat().st_size == size)
+    ]  # fmt: skip
+    with ThreadPoolExecutor(SYNC_THREADS) as pool:
+        list(pool.map(lambda key: storage.download(key, dest / key), wanted))
+    return len(wanted), len(objects) - len(wanted)
+
+
+def prepare_dataset(dataset: DatasetConfig, root: Path) -> None:
+    """Make the dataset complete under `root`: sync it if it comes from object storage."""
+    if dataset.source.startswith("s3://"):
+        got, skipped = sync_down(dataset.source, root)
+        print(f"[detk8s] dataset {dataset.name}: {got} file(s) downloaded, {skipped} present")
+    for name in (dataset.train_list, dataset.val_list, dataset.label_list):
+        if not (root / name).is_file():
+            raise DataError(f"dataset {dataset.name}: {root / name} does not exist")
+
+
+def write_train_subset(dataset: DatasetConfig, root: Path, out: Path) -> int:
+    """The first ceil(N x fraction) lines of the train list, in order (deterministic)."""
+    lines = (root / dataset.train_list).read_text(encoding="utf-8").splitlines(keepends=True)
+    lines = [line for line in lines if line.strip()]
+    keep = dataset.subset_lines(len(lines))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("".join(lines[:keep]), encoding="utf-8")
+    return keep

@@ -1,0 +1,66 @@
+"""Running a framework command the way a pod needs it: output teed to stdout (kubectl logs) and
+a log file, in its own process group, with SIGTERM passed on so the framework can stop cleanly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TextIO
+
+
+class Terminated:
+    """Set when SIGTERM (or SIGINT) arrived: the pod is being stopped or preempted."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.child: subprocess.Popen[bytes] | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+        child = self.child
+        if child is not None and child.poll() is None:
+            # launch and its workers share the child's process group
+            os.killpg(child.pid, signal.SIGTERM)
+
+    @property
+    def is_set(self) -> bool:
+        return self.event.is_set()
+
+
+def run_teed(
+    argv: list[str],
+    log: Path,
+    terminated: Terminated,
+    tee: bool = True,
+    out: TextIO | None = None,
+) -> int:
+    """Run `argv`, appending its output to `log` (and writing it to stdout when `tee`)."""
+    if terminated.is_set:
+        return 128 + signal.SIGTERM
+    out = out or sys.stdout
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        child = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        terminated.child = child
+        assert child.stdout is not None
+        for line in iter(child.stdout.readline, b""):
+            sink.write(line)
+            sink.flush()
+            if tee:
+                out.write(line.decode("utf-8", "replace"))
+                out.flush()
+        code = child.wait()
+        terminated.child = None
+    return code

@@ -1,0 +1,1 @@
+"""Real S3-compatible servers on loopback for the tests: moto's server and Ceph radosgw."""

@@ -1,0 +1,444 @@
+"""`detk8s build`: content tags, real podman builds, the registry check, the in-cluster Job.
+
+Builds are real (podman, set up by .ci/podman-setup.sh); no test skips for want of podman: a
+machine without it fails them with a message saying how to set it up.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+from k8s_schema import validate_core
+from kube.emulator import KubeEmulator, ResourceSpec
+
+from detk8s.build.context import DockerIgnore, content_hash, context_files, copy_sources
+
+REPO = Path(__file__).resolve().parent.parent
+PODMAN_ROOT = Path(os.environ.get("PODMAN_ROOT", "/var/tmp/detk8s-podman"))
+BASE = "localhost/debian-base:bookworm"  # from .ci/podman-setup.sh; no registry needed
+CI_BASE = "localhost/ci-base:bookworm"
+CI_PADDLE_ARGS = [
+    "--build-arg",
+    f"BASE_IMAGE={CI_BASE}",
+    "--build-arg",
+    "PADDLE=paddlepaddle==2.6.2",
+]
+
+TINY_DOCKERFILE = f"""\
+ARG BASE_IMAGE={BASE}
+FROM ${{BASE_IMAGE}}
+COPY app /app
+COPY top.txt /top.txt
+CMD ["cat", "/app/hello.txt"]
+"""
+
+
+def tiny_context(root: Path) -> Path:
+    (root / "app").mkdir(parents=True)
+    (root / "app" / "hello.txt").write_text("hello\n")
+    (root / "app" / "cache.pyc").write_bytes(b"junk")
+    (root / "top.txt").write_text("top\n")
+    (root / "notes.md").write_text("not copied by the Dockerfile\n")
+    (root / "Dockerfile").write_text(TINY_DOCKERFILE)
+    (root / ".dockerignore").write_text("**/*.pyc\n")
+    return root
+
+
+def tag(ctx: Path, **args: str) -> str:
+    return content_hash(ctx, ctx / "Dockerfile", args)
+
+
+# -- the tag ---------------------------------------------------------------------------------
+
+
+def test_same_inputs_same_tag_anywhere(tmp_path: Path) -> None:
+    a = tiny_context(tmp_path / "a")
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    os.utime(b / "top.txt", (0, 0))  # mtimes are not inputs
+    assert tag(a) == tag(a) == tag(b)
+    assert len(tag(a)) == 16 and int(tag(a), 16) >= 0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda c: (c / "app" / "hello.txt").write_text("changed\n"),
+        lambda c: (c / "app" / "new.txt").write_text("new\n"),
+        lambda c: (c / "app" / "hello.txt").unlink(),
+        lambda c: (c / "top.txt").chmod(0o755),
+        lambda c: (c / "Dockerfile").write_text(TINY_DOCKERFILE + "ENV X=1\n"),
+    ],
+    ids=["content", "added", "removed", "mode", "dockerfile"],
+)
+def test_any_input_change_new_tag(tmp_path: Path, change: Any) -> None:
+    ctx = tiny_context(tmp_path)
+    before = tag(ctx)
+    change(ctx)
+    assert tag(ctx) != before
+
+
+def test_build_args_are_inputs(tmp_path: Path) -> None:
+    ctx = tiny_context(tmp_path)
+    assert tag(ctx, PADDLE="a") != tag(ctx, PADDLE="b") != tag(ctx)
+    assert tag(ctx, A="1", B="2") == tag(ctx, B="2", A="1")
+
+
+def test_ignored_and_uncopied_files_do_not_change_the_tag(tmp_path: Path) -> None:
+    ctx = tiny_context(tmp_path)
+    before = tag(ctx)
+    (ctx / "app" / "cache.pyc").write_bytes(b"other junk")  # .dockerignored
+    (ctx / "app" / "more.pyc").write_bytes(b"more")
+    (ctx / "notes.md").write_text("edited\n")  # in the context, not copied
+    (ctx / "unrelated").mkdir()
+    (ctx / "unrelated" / "x").write_text("x")
+    assert tag(ctx) == before
+    (ctx / ".dockerignore").write_text("**/*.pyc\napp/hello.txt\n")
+    assert tag(ctx) != before  # ignoring a copied file changes what goes in
+
+
+def test_dockerignore_follows_docker_not_gitignore() -> None:
+    ign = DockerIgnore(["# comment", "tests", "/out/", "**/__pycache__", "*.md", "!README.md"])
+    assert ign.excluded("tests/test_x.py")  # a matched dir excludes everything in it
+    assert not ign.excluded("pkg/tests/x.py")  # anchored at the root, unlike gitignore
+    assert ign.excluded("out/a") and ign.excluded("a/b/__pycache__/m.pyc")
+    assert ign.excluded("NOTES.md") and not ign.excluded("README.md")
+    assert not ign.excluded("docs/NOTES.md")  # `*` stays within one segment
+    assert ign.prunes("tests") and not ign.prunes("pkg")
+
+
+def test_copy_sources_from_the_dockerfile() -> None:
+    text = (
+        "FROM x AS a\n# COPY nope /\nCOPY --chown=1:1 a b \\\n  /dst/\n"
+        'ADD ["c d", "/e"]\nCOPY --from=a /x /y\nADD https://example.com/f /f\nRUN echo\n'
+    )
+    assert copy_sources(text) == ["a", "b", "c d"]
+    assert copy_sources("FROM x\nCOPY $SRC /x\n") is None  # cannot tell: the whole context
+    assert copy_sources("FROM x\nRUN --mount=type=bind,target=/s make\n") is None
+    assert copy_sources("FROM x\nRUN --mount=type=cache,target=/c make\n") == []
+
+
+def test_the_paddle_image_hashes_what_it_copies() -> None:
+    text = (REPO / "Dockerfile").read_text()
+    files = context_files(REPO, copy_sources(text), DockerIgnore.of(REPO))
+    assert "detk8s/frameworks/paddledet_worker.py" in files
+    assert "configs/paddledet/picodet_s_320_voc.yml" in files
+    assert "images/requirements-paddle.txt" in files and "pyproject.toml" in files
+    assert not [f for f in files if f.startswith(("tests/", ".git/", ".venv/"))]
+    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+
+
+def test_dockerfiles_pass_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    files = [REPO / "Dockerfile", *sorted((REPO / "images").glob("*Dockerfile"))]
+    done = subprocess.run(
+        [str(hadolint), "--failure-threshold", "error", *map(str, files)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- the project's images, render and CLI -----------------------------------------------------
+
+
+def project_image(project: Path, name: str, **config: Any) -> None:
+    cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
+    cfg["images"] = {name: config}
+    (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def test_render_names_the_content_tag(project: Path, cli: Any) -> None:
+    from detk8s.build.images import image_build
+    from detk8s.config.schema import ImageConfig
+
+    expected = image_build(
+        "paddledet", ImageConfig(repository="registry.example.com/detk8s/paddledet"), project
+    ).ref
+    out = cli("render", "Y4").out
+    assert f"image: {expected}\n" in out
+    dry = cli("build", "--dry-run")
+    assert dry.code == 0, dry.err
+    assert dry.out.splitlines()[0] == f"paddledet: {expected}"
+
+
+def test_a_run_naming_the_repository_gets_the_tag_too(project: Path, cli: Any) -> None:
+    (project / "configs/runs/Y4.yml").write_text(
+        (project / "configs/runs/Y4.yml").read_text()
+        + "image: registry.example.com/detk8s/paddledet\n"
+    )
+    auto = cli("render", "Y3").out.split("image: registry.example.com/detk8s/paddledet:")[1][:16]
+    named = cli("render", "Y4").out.split("image: registry.example.com/detk8s/paddledet:")[1][:16]
+    assert auto == named
+    (project / "configs/runs/Y4.yml").write_text("_BASE_: ../bases/yolov3_mobilenet_v1.yml\n"
+                                                 "dataset: mouse_other_voc\ngpus: 1\n"
+                                                 "batch_size: 8\nlr: 0.00125\nepochs: 80\n"
+                                                 "image: my.registry/custom:v1\n")  # fmt: skip
+    assert "image: my.registry/custom:v1\n" in cli("render", "Y4").out
+
+
+def test_build_errors_are_one_line(project: Path, cli: Any) -> None:
+    r = cli("build", "nope")
+    assert r.code == 2 and r.err.strip().count("\n") == 0 and "no image 'nope'" in r.err
+    r = cli("build", "paddledet", "--build-arg", "NOEQUALS")
+    assert r.code == 2 and "expected KEY=VALUE" in r.err
+    r = cli("build", "--builder", "nerdctl", "--dry-run")
+    assert r.code == 1 and "unknown builder 'nerdctl'" in r.err
+    project_image(project, "paddledet", repository="r/p", context=".", dockerfile="Missing")
+    r = cli("build")
+    assert r.code == 2 and "Missing" in r.err and "Traceback" not in r.err
+
+
+def test_no_builder_is_one_line(project: Path, cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(project))  # neither docker nor podman
+    r = cli("build")
+    assert r.code == 1
+    assert r.err.startswith("error: no image builder: docker: not on PATH; podman: not on PATH")
+
+
+def test_secret_build_args_are_masked(project: Path, cli: Any) -> None:
+    r = cli("build", "--dry-run", "--build-arg", "PIP_TOKEN=hunter2", "--build-arg", "A=b")
+    assert r.code == 0, r.err
+    assert "hunter2" not in r.out and "--build-arg=PIP_TOKEN=***" in r.out
+    assert "--build-arg=A=b" in r.out
+
+
+# -- real builds with podman -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def podman_env() -> dict[str, str]:
+    """podman configured as .ci/podman-setup.sh left it; fails (never skips) without it."""
+    env_file = PODMAN_ROOT / "env.sh"
+    if not os.environ.get("CONTAINERS_STORAGE_CONF") and env_file.is_file():
+        for line in env_file.read_text().splitlines():
+            key, _, value = line.removeprefix("export ").partition("=")
+            os.environ[key] = value.strip('"')
+    if shutil.which("podman") is None:
+        pytest.fail("podman is missing: run `bash .ci/podman-setup.sh` (CI does, in .ci/run)")
+    if subprocess.run(["podman", "image", "exists", BASE]).returncode != 0:
+        pytest.fail(f"{BASE} is missing: run `bash .ci/podman-setup.sh` first")
+    return dict(os.environ)
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
+
+
+@pytest.fixture
+def tiny_project(project: Path, podman_env: dict[str, str]) -> Iterator[tuple[Path, str]]:
+    """The project with one tiny image whose context is the project; its images removed after."""
+    tiny_context(project / "img")
+    repo = f"localhost/detk8s-test-{uuid.uuid4().hex[:8]}"
+    project_image(project, "paddledet", repository=repo, context="img")
+    yield project, repo
+    tags = podman("images", "--format", "{{.Repository}}:{{.Tag}}", repo, check=False).stdout
+    for ref in tags.split():
+        podman("rmi", "-f", ref, check=False)
+    podman("image", "prune", "-f", check=False)
+
+
+def test_build_then_skip_when_present(tiny_project: tuple[Path, str], cli: Any) -> None:
+    project, repo = tiny_project
+    first = cli("build", "--builder", "podman")
+    assert first.code == 0, first.err
+    ref = first.out.strip().removeprefix("paddledet: built ")
+    assert ref.startswith(f"{repo}:") and "STEP 2/4: COPY app /app" in first.err
+    assert podman("run", "--rm", ref).stdout == "hello\n"
+    assert f"image: {ref}\n" in cli("render", "Y4").out  # what the job names is what was built
+
+    again = cli("build", "--builder", "podman")
+    assert again.code == 0 and again.out == f"paddledet: {ref} exists locally: nothing to build\n"
+    assert "STEP" not in again.err
+
+    (project / "img" / "notes.md").write_text("ignored: not copied\n")
+    assert "exists locally" in cli("build", "--builder", "podman").out
+    (project / "img" / "app" / "hello.txt").write_text("hello again\n")
+    changed = cli("build", "--builder", "podman", "-q")
+    assert changed.code == 0, changed.err
+    new_ref = changed.out.strip().removeprefix("paddledet: built ")
+    assert new_ref != ref and podman("run", "--rm", new_ref).stdout == "hello again\n"
+    assert "Using cache" not in changed.err and "STEP 1/4" in changed.err  # -q: steps only
+
+
+def test_failed_build_ends_with_the_builders_last_lines(
+    tiny_project: tuple[Path, str], cli: Any
+) -> None:
+    project, _ = tiny_project
+    dockerfile = project / "img" / "Dockerfile"
+    dockerfile.write_text(TINY_DOCKERFILE + "RUN echo about to fail && exit 7\n")
+    r = cli("build", "--builder", "podman", "--quiet")
+    assert r.code == 1
+    lines = r.err.strip().splitlines()
+    assert lines[-1].startswith("error: paddledet: podman build failed at step 5/5: RUN echo")
+    assert lines[-1].endswith("(exit code 7)") or "exit code" in lines[-1]
+    assert any(line == "about to fail" for line in lines[:-1])
+    assert "Traceback" not in r.err
+
+
+# -- the registry check -------------------------------------------------------------------------
+
+
+class FakeRegistry(BaseHTTPRequestHandler):
+    """Registry API v2, as much as a HEAD on a manifest needs, behind a bearer token."""
+
+    manifests: ClassVar[set[str]] = set()
+    token = "fake-token"
+    seen: ClassVar[list[str]] = []
+
+    def do_HEAD(self) -> None:
+        self.seen.append(self.path)
+        if self.headers.get("Authorization") != f"Bearer {self.token}":
+            self.send_response(401)
+            host = self.headers["Host"]
+            self.send_header(
+                "WWW-Authenticate", f'Bearer realm="http://{host}/token",service="fake"'
+            )
+        else:
+            self.send_response(200 if self.path in self.manifests else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def do_GET(self) -> None:
+        body = json.dumps({"token": self.token}).encode()
+        self.send_response(200 if self.path.startswith("/token?") else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def registry() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    FakeRegistry.manifests, FakeRegistry.seen = set(), []
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_manifest_exists_against_a_v2_registry(registry: str) -> None:
+    from detk8s.build.registry import ImageRef, manifest_exists
+
+    FakeRegistry.manifests.add("/v2/team/img/manifests/abc")
+    assert manifest_exists(f"{registry}/team/img:abc").exists is True
+    assert manifest_exists(f"{registry}/team/img:other").exists is False
+    gone = manifest_exists("127.0.0.1:9/team/img:abc", timeout=2)
+    assert gone.exists is None and "cannot reach registry 127.0.0.1:9" in gone.detail
+    assert ImageRef.parse("ubuntu:22.04") == ImageRef("docker.io", "library/ubuntu", "22.04")
+    assert ImageRef.parse("localhost:5000/a/b") == ImageRef("localhost:5000", "a/b", "latest")
+
+
+def test_build_skips_what_the_registry_has(
+    project: Path, cli: Any, registry: str, podman_env: dict[str, str]
+) -> None:
+    tiny_context(project / "img")
+    repo = f"{registry}/detk8s/tiny"
+    project_image(project, "paddledet", repository=repo, context="img")
+    ref = cli("build", "--dry-run").out.splitlines()[0].removeprefix("paddledet: ")
+    FakeRegistry.manifests.add(f"/v2/detk8s/tiny/manifests/{ref.rsplit(':', 1)[1]}")
+    for args in (["build", "--builder", "podman"], ["build", "--builder", "podman", "--push"]):
+        r = cli(*args)
+        assert r.code == 0, r.err
+        assert r.out == f"paddledet: {ref} exists in the registry: nothing to build or push\n"
+    assert podman("image", "exists", ref, check=False).returncode == 1  # nothing was built
+    assert FakeRegistry.seen.count(f"/v2/detk8s/tiny/manifests/{ref.rsplit(':', 1)[1]}") >= 2
+
+
+# -- in-cluster builds (kaniko) -----------------------------------------------------------------
+
+
+def test_in_cluster_job_validates_and_carries_the_hashed_context(project: Path, cli: Any) -> None:
+    cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
+    cfg["images"]["paddledet"] = {
+        "repository": "registry.example.com/detk8s/paddledet",
+        "registry_secret": "regcred",
+        "build_args": {"PADDLE": "paddlepaddle-gpu==2.6.2"},
+    }
+    (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
+    r = cli("build", "--in-cluster")
+    assert r.code == 0, r.err
+    config_map, job = yaml.safe_load_all(r.out)
+    for manifest in (config_map, job):
+        validate_core(manifest)
+    ref = cli("build", "--dry-run").out.splitlines()[0].removeprefix("paddledet: ")
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert f"--destination={ref}" in container["args"]
+    assert "--build-arg=PADDLE=paddlepaddle-gpu==2.6.2" in container["args"]
+    assert job["spec"]["template"]["spec"]["volumes"][1]["secret"]["secretName"] == "regcred"
+    tarball = base64.b64decode(config_map["binaryData"]["context.tar.gz"])
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(tarball))) as tar:
+        names = tar.getnames()
+    text = (REPO / "Dockerfile").read_text()
+    assert names == sorted(
+        ["Dockerfile", *context_files(REPO, copy_sources(text), DockerIgnore.of(REPO))]
+    )
+
+
+def test_in_cluster_submit_creates_the_job_once(
+    kube_api: KubeEmulator, project: Path, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube_api.call(kube_api.api.declare, ResourceSpec("batch", "v1", "jobs", "Job"))
+    kube_api.add_namespace("detection")
+    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig")))
+    r = cli("build", "--in-cluster", "--submit")
+    assert r.code == 0, r.err
+    assert r.out.startswith("paddledet: created jobs/build-paddledet-")
+    (job,) = kube_api.list("jobs", "detection")
+    assert job["metadata"]["labels"]["detk8s.io/image"] == "paddledet"
+    assert len(kube_api.list("configmaps", "detection")) == 1
+    again = cli("build", "--in-cluster", "--submit")
+    assert again.code == 0 and again.out.startswith("paddledet: exists jobs/build-paddledet-")
+    assert len(kube_api.list("jobs", "detection")) == 1
+
+
+# -- the real Paddle image ------------------------------------------------------------------------
+
+
+@pytest.mark.image
+def test_paddle_image_builds_from_the_real_dockerfile(
+    podman_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The Dockerfile on the CI base with CPU paddle, through `detk8s build` as CI runs it."""
+    if subprocess.run(["podman", "image", "exists", CI_BASE]).returncode != 0:
+        pytest.fail(f"{CI_BASE} is missing: run `bash .ci/podman-setup.sh` first")
+    detk8s = [sys.executable, "-m", "detk8s", "--project", str(REPO)]
+    args = ["build", "paddledet", "--builder", "podman", "--quiet", *CI_PADDLE_ARGS]
+    done = subprocess.run([*detk8s, *args], capture_output=True, text=True, timeout=3000)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (ref,) = [w for w in done.stdout.split() if w.startswith("registry.example.com/")]
+    run = ("run", "--rm", "--entrypoint")
+    try:
+        assert "exec" in podman(*run, "detk8s", ref, "--help").stdout
+        check = "import paddle, ppdet, boto3, detk8s; print(paddle.__version__)"
+        # ppdet prints numba warnings on import: the version is the last line.
+        assert podman(*run, "python", ref, "-c", check).stdout.split()[-1] == "2.6.2"
+        user = podman(*run, "sh", ref, "-c", "id -u; touch /output/x /data/x && echo ok")
+        assert user.stdout.split() == ["1000", "ok"]
+        worker = "/opt/detk8s/detk8s/frameworks/paddledet_worker.py"
+        ls = podman(*run, "ls", ref, worker, "/opt/detk8s/configs/paddledet")
+        assert "picodet_s_320_voc.yml" in ls.stdout
+    finally:  # older CI builds of this image: their own top layers only, the rest is shared
+        repo = ref.rsplit(":", 1)[0]
+        tags = podman("images", "--format", "{{.Repository}}:{{.Tag}}", repo, check=False).stdout
+        for old in set(tags.split()) - {ref}:
+            podman("rmi", old, check=False)
+        podman("image", "prune", "-f", check=False)

@@ -1,0 +1,142 @@
+"""Metrics parsed from real framework output, and `collect`'s statuses and summary files."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from detk8s.results.collect import collect, row, write_summary
+from detk8s.results.metrics import COCO_KEYS, parse_metrics
+from detk8s.storage import open_storage
+
+LOGS = Path(__file__).parent / "data" / "logs"
+SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
+
+
+def test_ppdet_voc_output_of_a_real_run() -> None:
+    """tests/data/logs/ppdet_voc_eval.log is the eval output of a real CPU run of detk8s."""
+    m = parse_metrics((LOGS / "ppdet_voc_eval.log").read_text())
+    assert m["map50"] == 0.42 and m["voc_map_type"] == "integral"
+    assert m["eval_samples"] == 4 and m["fps"] == pytest.approx(0.9975, abs=1e-3)
+
+
+def test_voc_11point_and_seed_figures() -> None:
+    text = (
+        "[08/01 10:00:00] ppdet.metrics.metrics INFO: mAP(0.50, 11point) = 91.20%\n"
+        "[08/01 10:00:00] ppdet.engine INFO: Total sample number: 1458, average FPS: 40.1\n"
+        "[08/01 11:00:00] ppdet.metrics.metrics INFO: mAP(0.50, integral) = 93.63%\n"
+        "[08/01 11:00:00] ppdet.engine INFO: Total sample number: 1458, average FPS: 41.02\n"
+    )
+    m = parse_metrics(text)  # the last evaluation is the result (seed 000's 93.63 %, 41.02 FPS)
+    assert (m["map50"], m["voc_map_type"], m["fps"], m["eval_samples"]) == (
+        93.63, "integral", 41.02, 1458
+    )  # fmt: skip
+
+
+def test_coco_block_and_forward_time_from_the_yolox_seed() -> None:
+    """Seed 001's YOLOX eval output: forward time, then the 12 COCO lines."""
+    m = parse_metrics((LOGS / "yolox_eval.log").read_text())
+    assert list(m["coco"]) == list(COCO_KEYS)
+    assert m["coco"]["AP"] == 0.320 and m["coco"]["AP50"] == 0.469
+    assert m["coco"]["ARl"] == 0.706  # the block's last line
+    assert (m["map50_95"], m["map50"]) == (32.0, 46.9)
+    assert m["forward_ms"] == 8.53 and m["fps"] == pytest.approx(117.23, abs=0.01)
+
+
+def test_last_of_several_coco_blocks_in_a_seed() -> None:
+    text = (SEEDS / "001_fe0e7c83d168896b.txt").read_text()
+    blocks = text.count("Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all")
+    assert blocks > 3
+    m = parse_metrics(text)
+    last_ap = [
+        line
+        for line in text.splitlines()
+        if line.startswith(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all")
+    ][-1]
+    assert m["coco"]["AP"] == float(last_ap.rsplit("=", 1)[1])
+
+
+def test_nothing_to_parse() -> None:
+    assert parse_metrics("Epoch: [0] loss: 1.0\nTraceback (most recent call last):\n") == {}
+
+
+def record(run: str, **changes: Any) -> dict[str, Any]:
+    base = {
+        "run": run, "framework": "paddledet", "model": "picodet_s_320",
+        "dataset": "mouse_other_voc", "gpus": 2, "nodes": 1, "batch_size": 32, "lr": 0.16,
+        "epochs": 300, "map50": 93.63, "fps": 41.02, "train_seconds": 7200.0,
+        "started": "2026-11-01T00:00:00+00:00", "finished": "2026-11-01T02:00:00+00:00",
+    }  # fmt: skip
+    return {**base, **changes}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Any:
+    s = open_storage(f"file://{tmp_path / 'store'}")
+    s.put("L2/eval.json", json.dumps(record("L2")).encode())
+    s.put("L2/DONE", b"")
+    s.put("Y1/eval.json", json.dumps(record("Y1", train_fraction="1/3",
+                                             dataset="mouse_other_voc_1of3")).encode())  # fmt: skip
+    s.put("Y1/DONE", b"")
+    s.put("L3/train.log", b"Epoch: [12]\n")
+    s.put("L3/checkpoints/11.pdparams", b"x")
+    s.put("L4/FAILED", json.dumps({"run": "L4", "reason": "training exited with 1"}).encode())
+    s.put("Y2/DONE", b"")
+    s.put("Y2/eval.json", b'{"run": "Y2", "framework": "paddle')
+    s.put("Y3/DONE", b"")
+    s.put("Y4/DONE", b"")
+    s.put("Y4/eval.json", json.dumps({k: v for k, v in record("Y4").items()
+                                      if k != "train_seconds"}).encode())  # fmt: skip
+    return s
+
+
+def test_collect_statuses(store: Any) -> None:
+    results = {r.run: r for r in collect(store, known=["L1", "L2", "L3", "L4", "Y1", "Y2"])}
+    assert {r: v.status for r, v in results.items()} == {
+        "L1": "missing", "L2": "done", "L3": "running", "L4": "failed",
+        "Y1": "done", "Y2": "invalid", "Y3": "invalid", "Y4": "invalid",
+    }  # fmt: skip
+    assert results["L4"].reason == "training exited with 1"
+    assert results["Y2"].reason == "eval.json is not JSON"
+    assert results["Y3"].reason == "DONE without eval.json"
+    assert results["Y4"].reason == "eval.json: train_seconds: field required"
+    l2 = row(results["L2"])
+    assert (l2["mAP"], l2["FPS"], l2["GPUs x nodes"], l2["GPU-hours"]) == (
+        93.63, 41.02, "2 x 1", 4.0
+    )  # fmt: skip
+    assert row(results["Y1"])["data"] == "mouse_other_voc_1of3 (1/3)"
+
+
+def test_summary_formats(store: Any) -> None:
+    rows = [row(r) for r in collect(store, known=["L1"])]
+    parsed = list(csv.DictReader(io.StringIO(write_summary(rows, "csv"))))
+    assert [(r["run"], r["status"], r["mAP"]) for r in parsed][:3] == [
+        ("L1", "missing", ""), ("L2", "done", "93.63"), ("L3", "running", "")
+    ]  # fmt: skip
+    assert json.loads(write_summary(rows, "json"))[1]["GPU-hours"] == 4.0
+    md = write_summary(rows, "md").splitlines()
+    assert md[0].startswith("| run | status | model |") and "| 93.63% |" in md[3]
+
+
+def test_collect_cli(project: Path, cli: Any, store: Any) -> None:
+    text = (project / "detk8s.yaml").read_text()
+    (project / "detk8s.yaml").write_text(text.replace("s3://detk8s/runs", store.uri))
+    result = cli("collect", "-o", "summary.csv", "-o", "summary.md", "--plot", "map.png")
+    assert result.code == 0, result.err
+    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines()
+             if line.startswith("│")}  # fmt: skip
+    assert "93.63%" in lines["L2"] and "41.02" in lines["L2"] and "2:00:00" in lines["L2"]
+    assert "missing" in lines["L1"] and "picodet_s_320" in lines["L1"]  # from its config
+    assert "failed: training exited with 1" in lines["L4"]
+    assert "invalid: DONE without eval.json" in lines["Y3"]
+    assert (project / "summary.csv").read_text().startswith("run,status,model,")
+    assert (project / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = cli("collect", "-o", "summary.xlsx")
+    assert (
+        bad.code == 2 and bad.err.strip() == "error: --output summary.xlsx: use .csv, .md or .json"
+    )
