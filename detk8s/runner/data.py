@@ -8,7 +8,7 @@ from pathlib import Path
 
 from detk8s.config.schema import DatasetConfig
 from detk8s.errors import DetkError
-from detk8s.storage import open_storage
+from detk8s.storage import Storage
 
 SYNC_THREADS = 16
 
@@ -17,10 +17,9 @@ class DataError(DetkError):
     pass
 
 
-def sync_down(source: str, dest: Path) -> tuple[int, int]:
-    """Copy every object under `source` (s3://...) into `dest`, skipping files already there
-    with the same size. Returns (downloaded, skipped)."""
-    storage = open_storage(source)
+def sync_down(storage: Storage, dest: Path) -> tuple[int, int]:
+    """Copy every object of `storage` into `dest`, skipping files already there with the same
+    size. Returns (downloaded, skipped)."""
     objects = [(key, size) for key, size in storage.list("") if not key.endswith("/")]
     wanted = [
         key for key, size in objects
@@ -31,10 +30,11 @@ def sync_down(source: str, dest: Path) -> tuple[int, int]:
     return len(wanted), len(objects) - len(wanted)
 
 
-def prepare_dataset(dataset: DatasetConfig, root: Path) -> None:
-    """Make the dataset complete under `root`: sync it if it comes from object storage."""
+def prepare_dataset(dataset: DatasetConfig, root: Path, results: Storage) -> None:
+    """Make the dataset complete under `root`: synced from object storage (the service that
+    holds the results) when it lives there."""
     if dataset.source.startswith("s3://"):
-        got, skipped = sync_down(dataset.source, root)
+        got, skipped = sync_down(results.sibling(dataset.source), root)
         print(f"[detk8s] dataset {dataset.name}: {got} file(s) downloaded, {skipped} present")
     for name in (dataset.train_list, dataset.val_list, dataset.label_list):
         if not (root / name).is_file():

@@ -98,7 +98,7 @@ class Execution:
 
     def _prepare_data(self) -> None:
         root = Path(self.layout.dataset_dir(self.dataset))
-        prepare_dataset(self.dataset, root)
+        prepare_dataset(self.dataset, root, self.storage)
         if self.dataset.train_fraction is not None:
             from detk8s.frameworks.paddledet import train_list_path
 

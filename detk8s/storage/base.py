@@ -35,6 +35,10 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None: ...
 
+    def sibling(self, uri: str) -> Storage:
+        """Another location on the same service (endpoint, credentials): e.g. a dataset."""
+        ...
+
 
 def open_storage(uri: str, endpoint_url: str | None = None, region: str | None = None) -> Storage:
     parsed = urlparse(uri)
@@ -109,3 +113,6 @@ class LocalStorage:
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+    def sibling(self, uri: str) -> Storage:
+        return open_storage(uri)

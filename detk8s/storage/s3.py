@@ -14,6 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from detk8s.errors import DetkError
+from detk8s.storage.base import Storage
 
 # Wide enough for collect's concurrent GETs; adaptive retries back off on 503 SlowDown.
 MAX_POOL = 64
@@ -26,6 +27,7 @@ class StorageError(DetkError):
 class S3Storage:
     def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None):
         self.uri = uri
+        self.endpoint_url, self.region = endpoint_url, region
         parsed = urlparse(uri)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
@@ -41,6 +43,11 @@ class S3Storage:
             ),
         )
         self.endpoint = endpoint or "AWS"
+
+    def sibling(self, uri: str) -> Storage:
+        from detk8s.storage.base import open_storage
+
+        return open_storage(uri, self.endpoint_url, self.region)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

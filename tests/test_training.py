@@ -1,0 +1,209 @@
+"""PaddleDetection trains for real on CPU (PicoDet-S and YOLOv3 at 320, batch 2, a few
+iterations) through `detk8s exec`, with results in a real S3 server (Ceph RGW on loopback).
+
+One module fixture runs the trainings once; the tests read what they left in the bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from s3.proxy import RecordingProxy, recording_proxy
+from s3.servers import S3Endpoint
+
+from detk8s.datasets.synthetic import make_voc_dataset
+
+REPO = Path(__file__).resolve().parent.parent
+RESULT_FILES = ["train.log", "eval.log", "eval.json", "weights/model_final.pdparams"]
+
+
+@dataclass
+class Trained:
+    root: Path
+    env: dict[str, str]
+    client: Any
+    bucket: str
+    proxy: RecordingProxy
+    results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+
+    def exec(self, run: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "detk8s", "exec", run, *args], cwd=self.root, env=self.env,
+            capture_output=True, text=True, timeout=600, **kwargs,
+        )  # fmt: skip
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=f"runs/{prefix}"
+        )
+        return [o["Key"].removeprefix("runs/") for p in pages for o in p.get("Contents", [])]
+
+    def get(self, key: str) -> bytes:
+        body: bytes = self.client.get_object(Bucket=self.bucket, Key=f"runs/{key}")["Body"].read()
+        return body
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "detk8s", *args], cwd=self.root, env=self.env,
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+
+def _project(root: Path, s3_url: str, bucket: str) -> None:
+    shutil.copytree(REPO / "examples/tiny", root, ignore=shutil.ignore_patterns(
+        "data", "output", "store", "summary.*", "map.png"))  # fmt: skip
+    cfg = yaml.safe_load((root / "detk8s.yaml").read_text())
+    cfg["storage"] = {"uri": f"s3://{bucket}/runs", "endpoint_url": s3_url}
+    (root / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
+    # YOLOv3 reads its dataset from the bucket, synced down by the runner.
+    ds = root / "datasets/synthetic_voc_s3.yml"
+    ds.write_text(f"_BASE_: synthetic_voc.yml\nsource: s3://{bucket}/datasets/synthetic_voc/\n"
+                  "train_fraction: 1/2\n")  # fmt: skip
+    run = root / "runs/tiny-yolov3.yml"
+    run.write_text(run.read_text().replace("synthetic_voc_half", "synthetic_voc_s3"))
+    (root / "runs/tiny-resume.yml").write_text(
+        (root / "runs/tiny-picodet.yml").read_text().replace("epochs: 1", "epochs: 3")
+    )
+    (root / "runs/tiny-broken.yml").write_text(
+        (root / "runs/tiny-picodet.yml").read_text().replace("synthetic_voc", "missing_voc")
+    )
+    (root / "datasets/missing_voc.yml").write_text(
+        "_BASE_: synthetic_voc.yml\nsource: file://data/nowhere\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(ceph_s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    client = ceph_s3.client()
+    bucket = ceph_s3.new_bucket("train", client)
+    root = tmp_path_factory.mktemp("tiny") / "proj"
+    with recording_proxy(ceph_s3.url) as proxy:
+        _project(root, proxy.url, bucket)
+        data = make_voc_dataset(root / "data/synthetic_voc")
+        for f in sorted(p for p in data.rglob("*") if p.is_file()):
+            client.upload_file(str(f), bucket, f"datasets/synthetic_voc/{f.relative_to(data)}")
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": ceph_s3.access_key,
+               "AWS_SECRET_ACCESS_KEY": ceph_s3.secret_key,
+               "DETK8S_CHECKPOINT_INTERVAL": "0.3"}  # fmt: skip
+        env.pop("DETK8S_PROJECT", None)
+        t = Trained(root, env, client, bucket, proxy)
+        for run in ("tiny-picodet", "tiny-yolov3", "tiny-broken"):
+            t.results[run] = t.exec(run)
+        yield t
+
+
+@pytest.mark.parametrize("run", ["tiny-picodet", "tiny-yolov3"])
+def test_trains_evaluates_and_stores(trained: Trained, run: str) -> None:
+    result = trained.results[run]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"[detk8s] {run} done: mAP(0.50) " in result.stdout
+    record = json.loads(trained.get(f"{run}/eval.json"))
+    assert isinstance(record["map50"], float) and 0.0 <= record["map50"] <= 100.0
+    assert record["metrics"]["voc_map_type"] == "integral"
+    assert record["fps"] > 0 and record["metrics"]["eval_samples"] == 4
+    assert (record["gpus"], record["batch_size"], record["epochs"]) == (1, 2, 1)
+    assert record["train_seconds"] > 0 and record["exit_status"] == "succeeded"
+    keys = set(trained.keys(f"{run}/"))
+    assert {f"{run}/{f}" for f in [*RESULT_FILES, "DONE"]} <= keys
+    assert f"{run}/checkpoints/model_final.complete" in keys
+
+
+@pytest.mark.parametrize("run", ["tiny-picodet", "tiny-yolov3"])
+def test_done_is_written_last(trained: Trained, run: str) -> None:
+    """Read through the proxy's log of requests: every result is stored before DONE."""
+    writes = trained.proxy.writes(f"{trained.bucket}/runs/{run}/")
+    last = {key: i for i, key in enumerate(writes)}
+    done = last[f"{trained.bucket}/runs/{run}/DONE"]
+    for f in RESULT_FILES:
+        assert last[f"{trained.bucket}/runs/{run}/{f}"] < done, f
+    assert done == len(writes) - 1
+
+
+def test_fraction_and_dataset_from_s3(trained: Trained) -> None:
+    record = json.loads(trained.get("tiny-yolov3/eval.json"))
+    assert (record["dataset"], record["train_fraction"], record["train_images"]) == (
+        "synthetic_voc_s3", "1/2", 4
+    )  # fmt: skip
+    out = trained.results["tiny-yolov3"].stdout
+    files = sum(1 for p in (trained.root / "data/synthetic_voc").rglob("*") if p.is_file())
+    assert f"[detk8s] dataset synthetic_voc_s3: {files} file(s) downloaded, 0 present" in out
+    lists = trained.root / "output/tiny-yolov3/lists/train.txt"
+    full = (trained.root / "data/synthetic_voc/train.txt").read_text().splitlines()
+    assert lists.read_text().splitlines() == full[:4]
+
+
+def test_a_done_run_is_not_trained_again(trained: Trained) -> None:
+    again = trained.exec("tiny-picodet")
+    assert again.returncode == 0
+    assert "tiny-picodet is already done" in again.stdout
+    assert "ppdet" not in again.stdout
+
+
+def test_failure_stores_log_and_failed(trained: Trained) -> None:
+    result = trained.results["tiny-broken"]
+    assert result.returncode == 1
+    failed = json.loads(trained.get("tiny-broken/FAILED"))
+    assert failed["reason"].startswith("dataset missing_voc: ")
+    assert failed["reason"].endswith("nowhere/train.txt does not exist")
+    assert "tiny-broken/DONE" not in trained.keys("tiny-broken/")
+
+
+def test_sigterm_mid_run_then_resume_in_a_new_pod(trained: Trained) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detk8s", "exec", "tiny-resume"], cwd=trained.root,
+        env=trained.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while "tiny-resume/checkpoints/0.complete" not in trained.keys("tiny-resume/checkpoints/"):
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        assert time.monotonic() < deadline, "no checkpoint uploaded in time"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGTERM)  # what the kubelet does to a preempted pod
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 143, out[-3000:]
+    assert "stopped by SIGTERM: newest checkpoint stored" in out
+    stored = [k for k in trained.keys("tiny-resume/checkpoints/") if k.endswith(".complete")]
+    newest = max(int(k.rsplit("/", 1)[1].split(".")[0]) for k in stored if k[-10].isdigit())
+    assert "tiny-resume/DONE" not in trained.keys("tiny-resume/")
+    shutil.rmtree(trained.root / "output/tiny-resume")  # a new pod starts with empty disks
+
+    resumed = trained.exec("tiny-resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert f"[detk8s] resuming from checkpoint {newest}" in resumed.stdout
+    epochs = [line for line in resumed.stdout.splitlines() if "ppdet.engine INFO: Epoch: [" in line]
+    assert epochs and all(f"Epoch: [{e}]" not in line for e in range(newest + 1)
+                          for line in epochs)  # fmt: skip
+    record = json.loads(trained.get("tiny-resume/eval.json"))
+    assert record["resumed_from"] == str(newest) and record["epochs"] == 3
+
+
+def test_collect_over_every_status(trained: Trained) -> None:
+    c, b = trained.client, trained.bucket
+    c.put_object(Bucket=b, Key="runs/tiny-running/train.log", Body=b"Epoch: [3]")
+    c.put_object(Bucket=b, Key="runs/tiny-corrupt/DONE", Body=b"")
+    c.put_object(Bucket=b, Key="runs/tiny-corrupt/eval.json", Body=b'{"run": "tiny-corr')
+    (trained.root / "runs/tiny-missing.yml").write_text(
+        (trained.root / "runs/tiny-picodet.yml").read_text()
+    )
+    result = trained.cli("collect", "-o", "summary.json")
+    assert result.returncode == 0, result.stderr
+    rows = {r["run"]: r for r in json.loads((trained.root / "summary.json").read_text())}
+    status = {run: r["status"] for run, r in rows.items()}
+    assert status["tiny-picodet"] == status["tiny-yolov3"] == "done"
+    assert status["tiny-broken"] == "failed" and status["tiny-running"] == "running"
+    assert status["tiny-corrupt"] == "invalid" and status["tiny-missing"] == "missing"
+    assert rows["tiny-corrupt"]["reason"] == "eval.json is not JSON"
+    assert rows["tiny-yolov3"]["data"] == "synthetic_voc_s3 (1/2)"
+    assert rows["tiny-picodet"]["mAP"] == json.loads(trained.get("tiny-picodet/eval.json"))["map50"]
