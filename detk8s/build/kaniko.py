@@ -1,0 +1,139 @@
+"""`detk8s build --in-cluster`: a kaniko Job that builds and pushes an image inside the cluster,
+for CI machines with no builder. The build context travels in a ConfigMap as a tar.gz of exactly
+the files the tag hashes, so the cluster builds what the tag names."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import io
+import tarfile
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from detk8s.build.context import DockerIgnore, context_files, copy_sources
+from detk8s.build.images import ImageBuild
+from detk8s.errors import DetkError
+from detk8s.labels import MANAGED_BY_LABEL
+
+if TYPE_CHECKING:
+    from detk8s.backends.kubernetes.cluster import Cluster
+
+KANIKO_IMAGE = "gcr.io/kaniko-project/executor:v1.23.2"
+TEMPLATE = "kaniko-job.yaml.j2"
+CONTEXT_DIR = "/workspace"
+CONTEXT_FILE = "context.tar.gz"
+CONFIGMAP_LIMIT = 1024 * 1024  # what the API server stores in one object, all keys together
+IMAGE_LABEL = "detk8s.io/image"
+TAG_LABEL = "detk8s.io/image-tag"
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class KanikoError(DetkError):
+    pass
+
+
+def job_name(image: ImageBuild) -> str:
+    return f"build-{image.name.lower().replace('_', '-')}-{image.tag[:12]}"
+
+
+def dockerfile_in_context(image: ImageBuild) -> str:
+    """Where the Dockerfile sits in the tarball: its own path if inside the context."""
+    try:
+        return image.dockerfile.resolve().relative_to(image.context.resolve()).as_posix()
+    except ValueError:
+        return "Dockerfile.detk8s"
+
+
+def context_tarball(image: ImageBuild) -> bytes:
+    """A reproducible tar.gz: sorted names, no owners, mtime 0 (same inputs, same bytes)."""
+    context = image.context.resolve()
+    text = image.dockerfile.read_text(encoding="utf-8")
+    files = context_files(context, copy_sources(text), DockerIgnore.of(context))
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        members = {
+            dockerfile_in_context(image): image.dockerfile,
+            **{f: context / f for f in files},
+        }
+        for name in sorted(members):
+            info = tar.gettarinfo(str(members[name]), arcname=name)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if info.isfile():
+                with open(members[name], "rb") as f:
+                    tar.addfile(info, f)
+            else:
+                tar.addfile(info)
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def kaniko_args(image: ImageBuild) -> list[str]:
+    args = [
+        f"--context=tar://{CONTEXT_DIR}/{CONTEXT_FILE}",
+        f"--dockerfile={dockerfile_in_context(image)}",
+        f"--destination={image.ref}",
+        *(f"--build-arg={k}={v}" for k, v in sorted(image.build_args.items())),
+        "--cache=true",  # layers cached in <repository>/cache: unchanged layers are not rebuilt
+        "--snapshot-mode=redo",
+    ]
+    return args
+
+
+def render_build_job(image: ImageBuild, namespace: str, kaniko_image: str) -> list[dict[str, Any]]:
+    """The ConfigMap holding the context, then the kaniko Job."""
+    from detk8s.backends.kubernetes.manifests import _environment
+
+    tarball = context_tarball(image)
+    if len(tarball) > CONFIGMAP_LIMIT - 4096:
+        raise KanikoError(
+            f"{image.name}: build context is {len(tarball) // 1024} KiB compressed, more than a "
+            "ConfigMap holds (1 MiB); add what the image does not need to .dockerignore"
+        )
+    labels = {MANAGED_BY_LABEL: "detk8s", IMAGE_LABEL: image.name, TAG_LABEL: image.tag}
+    text = (
+        _environment()
+        .get_template(TEMPLATE)
+        .render(
+            name=job_name(image),
+            namespace=namespace,
+            labels=labels,
+            context_file=CONTEXT_FILE,
+            context_b64=base64.b64encode(tarball).decode(),
+            context_dir=CONTEXT_DIR,
+            kaniko_image=kaniko_image,
+            args=kaniko_args(image),
+            registry_secret=image.registry_secret,
+        )
+    )
+    return [m for m in yaml.load_all(text, Loader=_Loader) if m]
+
+
+def submit_build_job(cluster: Cluster, manifests: list[dict[str, Any]], dry_run: bool) -> str:
+    """Creates the ConfigMap and the Job; "created", "exists" (same name = same inputs) or, for
+    a server dry run, "validated"."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    config_map, job = manifests
+    ns = cluster.namespace
+    for m in manifests:
+        m["metadata"]["namespace"] = ns
+    opts = {"dry_run": "All"} if dry_run else {}
+    batch = client.BatchV1Api(cluster.api)
+    try:
+        cluster.call(cluster.core.create_namespaced_config_map, ns, config_map, **opts)
+    except ApiException as e:
+        if e.status != 409:
+            raise KanikoError(
+                f"cannot create configmaps/{config_map['metadata']['name']}: {e.reason}"
+            ) from None
+    try:
+        cluster.call(batch.create_namespaced_job, ns, job, **opts)
+    except ApiException as e:
+        if e.status == 409:
+            return "exists"
+        raise KanikoError(f"cannot create jobs/{job['metadata']['name']}: {e.reason}") from None
+    return "validated" if dry_run else "created"
