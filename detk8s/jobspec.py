@@ -30,11 +30,17 @@ def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
         raise ConfigError(
             loaded.file, "image", f"is 'auto' but detk8s.yaml has no images.{run.framework}"
         )
-    build = image_build(name, config, project_root_of(loaded.file, project))
-    try:
-        return build.ref
-    except ContextError as e:
-        raise ConfigError(loaded.file, "image", f"cannot tag images.{name}: {e}") from None
+    root = project_root_of(loaded.file, project)
+    key = (name, str(root), config.model_dump_json())
+    if key not in _IMAGE_REFS:  # one hash of the build context per image and process
+        try:
+            _IMAGE_REFS[key] = image_build(name, config, root).ref
+        except ContextError as e:
+            raise ConfigError(loaded.file, "image", f"cannot tag images.{name}: {e}") from None
+    return _IMAGE_REFS[key]
+
+
+_IMAGE_REFS: dict[tuple[str, str, str], str] = {}
 
 
 def nccl_env(loaded: LoadedRun) -> dict[str, str]:

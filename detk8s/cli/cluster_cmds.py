@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
@@ -150,6 +149,8 @@ def _submit_local(proj: Project, runs: list[str], force: bool, wait: bool, timeo
 
 def _stored(proj: Project, runs: list[str]) -> set[str]:
     """Runs whose results are already in object storage (DONE): skipped unless --force."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from detk8s.storage import DONE
 
     try:
@@ -163,6 +164,8 @@ def _stored(proj: Project, runs: list[str]) -> set[str]:
 
 
 def _submit_all(cluster, manifests, skip, replace, server_dry_run):  # type: ignore[no-untyped-def]
+    from concurrent.futures import ThreadPoolExecutor
+
     from detk8s.backends.kubernetes.submit import Outcome, submit_manifests
 
     def one(run: str) -> Outcome:

@@ -30,14 +30,22 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
+def _json(value: Any) -> str:
+    """`tojson` for YAML: a JSON scalar or flow collection, which YAML reads as is. (Jinja's own
+    also escapes < > & ' for HTML, which YAML does not need.)"""
+    return json.dumps(value, ensure_ascii=False)
+
+
 @cache
 def _environment() -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(data_path(TEMPLATES_DIR)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # YAML, not HTML; values are quoted by `tojson`
     )
+    env.filters["tojson"] = _json
+    return env
 
 
 def _render(template: str, job: JobSpec) -> Manifest:
