@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,8 +129,11 @@ def test_collect_cli(project: Path, cli: Any, store: Any) -> None:
     (project / "detk8s.yaml").write_text(text.replace("s3://detk8s/runs", store.uri))
     result = cli("collect", "-o", "summary.csv", "-o", "summary.md", "--plot", "map.png")
     assert result.code == 0, result.err
-    lines = {line.split("│")[1].strip(): line for line in result.out.splitlines()
-             if line.startswith("│")}  # fmt: skip
+    out = result.out.splitlines()
+    assert out[0].split() == ["run", "status", "model", "data", "GPUs", "x", "nodes", "batch",
+                              "lr", "epochs", "mAP", "mAP50:95", "FPS", "train", "time",
+                              "GPU-hours"]  # fmt: skip
+    lines = {line.split()[0]: line for line in out[1:]}
     assert "93.63%" in lines["L2"] and "41.02" in lines["L2"] and "2:00:00" in lines["L2"]
     assert "missing" in lines["L1"] and "picodet_s_320" in lines["L1"]  # from its config
     assert "failed: training exited with 1" in lines["L4"]
@@ -140,3 +144,26 @@ def test_collect_cli(project: Path, cli: Any, store: Any) -> None:
     assert (
         bad.code == 2 and bad.err.strip() == "error: --output summary.xlsx: use .csv, .md or .json"
     )
+
+
+def test_etag_cache_fetches_only_what_changed(store: Any, tmp_path: Path) -> None:
+    from detk8s.results.cache import ResultCache
+    from detk8s.results.collect import _Fetcher, _index, _result
+
+    def fetches() -> tuple[int, dict[str, str]]:
+        cache = ResultCache(store.uri, tmp_path / "cache")
+        fetcher = _Fetcher(store, cache)
+        index = _index(store)
+        status = {run: _result(fetcher, run, index[run]).status for run in index}
+        cache.save()
+        return fetcher.fetched, status
+
+    first, status = fetches()
+    assert first == 5  # eval.json of L2, Y1, Y2, Y4 and FAILED of L4 (Y3 lists no eval.json)
+    again, status_again = fetches()
+    assert again == 0 and status_again == status
+    time.sleep(0.01)
+    store.put("L2/eval.json", json.dumps(record("L2", map50=95.0)).encode())
+    changed, _ = fetches()
+    assert changed == 1
+    assert next(r for r in collect(store) if r.run == "L2").record.map50 == 95.0

@@ -13,6 +13,8 @@ from detk8s.cli.common import RunsArg, app, err, project
 from detk8s.errors import UsageError
 
 SUMMARY_FORMATS = {".csv": "csv", ".md": "md", ".json": "json"}
+RICH_ROWS = 200  # above this, or when piped, a plain table: rich takes seconds for 1,000 rows
+NUMERIC = {"batch", "lr", "epochs", "mAP", "mAP50:95", "FPS", "train time", "GPU-hours"}
 PROGRESS_OVER = 5  # runs: a progress bar when collecting more than this
 
 
@@ -87,15 +89,19 @@ def collect(
         Path | None, typer.Option(help="Bar chart of mAP (and FPS) per run, e.g. map.png.")
     ] = None,
     storage: Annotated[str | None, typer.Option(help="Storage (default: the project's).")] = None,
+    use_cache: Annotated[
+        bool, typer.Option("--cache/--no-cache", help="Reuse results fetched before (by ETag).")
+    ] = True,
 ) -> None:
     """Every run's results from object storage in one table (and files)."""
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
+    from detk8s.results.cache import ResultCache
     from detk8s.results.collect import COLUMNS, cell, row, write_summary
     from detk8s.results.collect import collect as collect_results
-    from detk8s.util import write_atomic
+    from detk8s.util import plain_table, write_atomic
 
     for path in output or []:
         if path.suffix not in SUMMARY_FORMATS:
@@ -110,26 +116,30 @@ def collect(
             bar.update(task, total=n, visible=n > PROGRESS_OVER)
 
         results = collect_results(
-            store, known, progress=lambda n: bar.advance(task, n), on_total=total
-        )
+            store, known, progress=lambda n: bar.advance(task, n), on_total=total,
+            cache=ResultCache(store.uri) if use_cache else None,
+        )  # fmt: skip
     if names:
         wanted = set(proj.select(names)) | {n for n in names if n not in proj.run_files}
         results = [r for r in results if r.run in wanted]
     _fill_from_configs(proj, results)
     rows = [row(r) for r in results]
-    table = Table(title=f"detk8s results in {store.uri}", title_justify="left")
-    for col in COLUMNS:
-        table.add_column(col, justify="right" if col in ("batch", "lr", "epochs", "mAP",
-                         "mAP50:95", "FPS", "train time", "GPU-hours") else "left")  # fmt: skip
+    cells = []
     for r, res in zip(rows, results, strict=True):
-        cells = [cell(c, r[c]) for c in COLUMNS]
+        line = [cell(c, r[c]) for c in COLUMNS]
         if res.status in ("failed", "invalid") and res.reason:
-            cells[1] = f"{res.status}: {res.reason}"
-        table.add_row(*cells)
+            line[1] = f"{res.status}: {res.reason}"
+        cells.append(line)
     console = Console()
-    if not console.is_terminal:
-        console = Console(width=220)
-    console.print(table)
+    if console.is_terminal and len(cells) <= RICH_ROWS:
+        table = Table(title=f"detk8s results in {store.uri}", title_justify="left")
+        for col in COLUMNS:
+            table.add_column(col, justify="right" if col in NUMERIC else "left")
+        for line in cells:
+            table.add_row(*line)
+        console.print(table)
+    else:
+        sys.stdout.write(plain_table(list(COLUMNS), cells))
     for path in output or []:
         write_atomic(path, write_summary(rows, SUMMARY_FORMATS[path.suffix]))
         err(f"wrote {path}")
@@ -154,6 +164,3 @@ def _fill_from_configs(proj, results) -> None:  # type: ignore[no-untyped-def]
         r.batch_size, r.lr, r.epochs = c.batch_size, c.lr, c.epochs
         frac = loaded.dataset.train_fraction
         r.data = f"{loaded.dataset.name}" + (f" ({frac})" if frac else "")
-
-
-_ = sys

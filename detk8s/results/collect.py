@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from detk8s.results.cache import ResultCache
 from detk8s.results.record import EvalRecord, FailureRecord
 from detk8s.storage import DONE, EVAL_JSON, FAILED, Storage
 
@@ -43,19 +44,38 @@ class RunResult:
         return getattr(self, name, None)
 
 
-def _index(storage: Storage) -> dict[str, set[str]]:
-    """run -> the names of its top-level objects (checkpoints/... count as 'checkpoints')."""
-    runs: dict[str, set[str]] = {}
-    for key, _ in storage.list(""):
-        run, sep, rest = key.partition("/")
+def _index(storage: Storage) -> dict[str, dict[str, str]]:
+    """run -> {name of each top-level object: its ETag} (checkpoints/... count as one name)."""
+    runs: dict[str, dict[str, str]] = {}
+    for obj in storage.list(""):
+        run, sep, rest = obj.key.partition("/")
         if sep and run and not run.startswith("."):
-            runs.setdefault(run, set()).add(rest.split("/", 1)[0])
+            runs.setdefault(run, {})[rest.split("/", 1)[0]] = obj.etag
     return runs
 
 
-def _result(storage: Storage, run: str, names: set[str]) -> RunResult:
+class _Fetcher:
+    """GETs through the ETag cache."""
+
+    def __init__(self, storage: Storage, cache: ResultCache | None) -> None:
+        self.storage, self.cache = storage, cache
+        self.fetched = 0
+
+    def get(self, key: str, etag: str) -> bytes | None:
+        if self.cache is not None:
+            cached = self.cache.get(key, etag)
+            if cached is not None:
+                return cached
+        body = self.storage.get(key)
+        self.fetched += 1
+        if body is not None and self.cache is not None:
+            self.cache.put(key, etag, body)
+        return body
+
+
+def _result(fetch: _Fetcher, run: str, names: dict[str, str]) -> RunResult:
     if DONE in names:
-        raw = storage.get(f"{run}/{EVAL_JSON}")
+        raw = fetch.get(f"{run}/{EVAL_JSON}", names[EVAL_JSON]) if EVAL_JSON in names else None
         if raw is None:
             return RunResult(run, "invalid", reason="DONE without eval.json")
         try:
@@ -71,7 +91,7 @@ def _result(storage: Storage, run: str, names: set[str]) -> RunResult:
             return RunResult(run, "invalid", reason=f"eval.json is of run {record.run!r}")
         return RunResult(run, "done", record=record)
     if FAILED in names:
-        raw = storage.get(f"{run}/{FAILED}") or b"{}"
+        raw = fetch.get(f"{run}/{FAILED}", names[FAILED]) or b"{}"
         try:
             reason = FailureRecord.model_validate_json(raw).reason
         except ValidationError:
@@ -85,20 +105,24 @@ def collect(
     known: Iterable[str] = (),
     progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    cache: ResultCache | None = None,
 ) -> list[RunResult]:
     """Results of every run under the storage root, plus `known` runs with nothing stored."""
     index = _index(storage)
     if on_total:
         on_total(len(index))
+    fetcher = _Fetcher(storage, cache)
 
     def fetch(run: str) -> RunResult:
-        result = _result(storage, run, index[run])
+        result = _result(fetcher, run, index[run])
         if progress:
             progress(1)
         return result
 
     with ThreadPoolExecutor(FETCH_THREADS) as pool:
         results = {r.run: r for r in pool.map(fetch, sorted(index))}
+    if cache is not None:
+        cache.save()
     for run in known:
         results.setdefault(run, RunResult(run, "missing", reason="nothing stored"))
     return [results[r] for r in sorted(results, key=_natural)]

@@ -43,8 +43,8 @@ class CheckpointSync:
         """Complete checkpoints in storage: name -> file names."""
         files: dict[str, list[str]] = {}
         complete = set()
-        for key, _ in self.storage.list(f"{self.run}/{PREFIX}/"):
-            name = key.rsplit("/", 1)[-1]
+        for obj in self.storage.list(f"{self.run}/{PREFIX}/"):
+            name = obj.key.rsplit("/", 1)[-1]
             if name.endswith(COMPLETE):
                 complete.add(name.removesuffix(COMPLETE))
             else:
@@ -119,5 +119,5 @@ class CheckpointSync:
             (n for n in self.remote() if 0 <= order(n) < float("inf")), key=order, reverse=True
         )
         for name in numbered[self.keep :]:
-            for key, _ in list(self.storage.list(f"{self.run}/{PREFIX}/{name}.")):
-                self.storage.delete(key)
+            for obj in list(self.storage.list(f"{self.run}/{PREFIX}/{name}.")):
+                self.storage.delete(obj.key)

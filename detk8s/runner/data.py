@@ -20,10 +20,10 @@ class DataError(DetkError):
 def sync_down(storage: Storage, dest: Path) -> tuple[int, int]:
     """Copy every object of `storage` into `dest`, skipping files already there with the same
     size. Returns (downloaded, skipped)."""
-    objects = [(key, size) for key, size in storage.list("") if not key.endswith("/")]
+    objects = [obj for obj in storage.list("") if not obj.key.endswith("/")]
     wanted = [
-        key for key, size in objects
-        if not ((dest / key).is_file() and (dest / key).stat().st_size == size)
+        obj.key for obj in objects
+        if not ((dest / obj.key).is_file() and (dest / obj.key).stat().st_size == obj.size)
     ]  # fmt: skip
     with ThreadPoolExecutor(SYNC_THREADS) as pool:
         list(pool.map(lambda key: storage.download(key, dest / key), wanted))

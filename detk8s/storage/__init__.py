@@ -9,11 +9,11 @@ Layout under the root, one prefix per run (the contract `collect` and `submit` r
 
 from __future__ import annotations
 
-from detk8s.storage.base import Storage, open_storage
+from detk8s.storage.base import Storage, StoredObject, open_storage
 
 DONE = "DONE"
 FAILED = "FAILED"
 EVAL_JSON = "eval.json"
 TRAIN_LOG = "train.log"
 
-__all__ = ["DONE", "EVAL_JSON", "FAILED", "TRAIN_LOG", "Storage", "open_storage"]
+__all__ = ["DONE", "EVAL_JSON", "FAILED", "TRAIN_LOG", "Storage", "StoredObject", "open_storage"]

@@ -6,10 +6,16 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import urlparse
 
 from detk8s.errors import UsageError
+
+
+class StoredObject(NamedTuple):
+    key: str  # relative to the storage root
+    size: int
+    etag: str  # changes whenever the content does (S3 ETag; mtime and size for files)
 
 
 class Storage(Protocol):
@@ -29,8 +35,8 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
-        """(key, size) of every object under `prefix`, keys relative to the root."""
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        """Every object whose key starts with `prefix`, keys relative to the root."""
         ...
 
     def delete(self, key: str) -> None: ...
@@ -96,7 +102,7 @@ class LocalStorage:
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
         # Any string prefix, as in S3: walk the directory part, filter on the whole.
         base = self.root / prefix.rpartition("/")[0]
         if not base.is_dir():
@@ -109,7 +115,8 @@ class LocalStorage:
                 full = Path(dirpath) / name
                 key = full.relative_to(self.root).as_posix()
                 if key.startswith(prefix):
-                    yield key, full.stat().st_size
+                    st = full.stat()
+                    yield StoredObject(key, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)

@@ -14,7 +14,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from detk8s.errors import DetkError
-from detk8s.storage.base import Storage
+from detk8s.storage.base import Storage, StoredObject
 
 # Wide enough for collect's concurrent GETs; adaptive retries back off on 503 SlowDown.
 MAX_POOL = 64
@@ -108,7 +108,7 @@ class S3Storage:
         except BotoCoreError as e:
             raise self._fail("head", key, e) from None
 
-    def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
         strip = len(self._key(""))
         try:
             pages = self.client.get_paginator("list_objects_v2").paginate(
@@ -116,7 +116,7 @@ class S3Storage:
             )
             for page in pages:
                 for obj in page.get("Contents", []):
-                    yield obj["Key"][strip:], obj["Size"]
+                    yield StoredObject(obj["Key"][strip:], obj["Size"], obj.get("ETag", ""))
         except (ClientError, BotoCoreError) as e:
             raise self._fail("list", prefix, e) from None
 
