@@ -1,10 +1,12 @@
-# Every target sets up what it needs: a fresh machine runs `make demo` or `make test` directly.
+# Every target sets up what it needs: on a fresh Debian machine (root), `make demo` and
+# `make test` run directly.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TINY := examples/tiny
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,14 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# The main job on embedded defaults: check every shipped run, then render each to out/.
+# The whole pipeline on embedded defaults: check and render every shipped run, then train two
+# tiny runs for real on CPU (local backend, file storage, a generated dataset) and collect them.
 demo: $(STAMP)
 	$(BIN)/detk8s runs
 	$(BIN)/detk8s validate --strict
 	$(BIN)/detk8s render --all --output out
-	@echo "manifests in out/: kubectl apply -f out/Y4.yaml"
+	$(BIN)/python -m detk8s.datasets.synthetic $(TINY)/data/synthetic_voc
+	$(BIN)/detk8s --project $(TINY) submit tiny-picodet --wait
+	$(BIN)/detk8s --project $(TINY) submit tiny-yolov3 --wait
+	$(BIN)/detk8s --project $(TINY) collect --output $(TINY)/summary.md --plot $(TINY)/map.png
 
-test: $(STAMP)
+# The integration tests' real servers and builder: Ceph RGW and podman (+ the CI base image).
+system-deps:
+	bash .ci/install-ceph.sh
+	bash .ci/podman-setup.sh > /dev/null
+
+test: $(STAMP) system-deps
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -30,8 +41,11 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/render_speed.py
+	$(BIN)/python benchmarks/submit_sweep.py
+	$(BIN)/python benchmarks/collect_speed.py
+	. /var/tmp/detk8s-podman/env.sh && $(BIN)/python benchmarks/build_speed.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .ruff_cache $(TINY)/data $(TINY)/output $(TINY)/store

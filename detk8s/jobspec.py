@@ -122,6 +122,7 @@ def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
         shm_size=run.shm_size,
         data=data_volume(loaded),
         restart_policy=run.restart_policy,
+        termination_grace_seconds=run.termination_grace_seconds,
         run_policy=run.run_policy,
         node_selector=dict(run.node_selector),
         tolerations=[t.model_dump(exclude_none=True) for t in run.tolerations],

@@ -50,6 +50,7 @@ class JobSpec:
     data: DataVolume
     restart_policy: str
     run_policy: RunPolicy
+    termination_grace_seconds: int
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, str]] = field(default_factory=list)
     priority_class: str | None = None

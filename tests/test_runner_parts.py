@@ -77,3 +77,24 @@ def test_local_newer_than_remote_wins(tmp_path: Path) -> None:
     CheckpointSync(store, "Y1", PaddleDetAdapter(), local).sync(settle=False)
     ckpt(local, "2")
     assert CheckpointSync(store, "Y1", PaddleDetAdapter(), local).restore() == local / "2"
+
+
+def test_a_framework_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:
+    """paddle can block SIGTERM (and deadlock in its handler): the runner does not wait forever."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    from detk8s.runner.process import Terminated, run_teed
+
+    stubborn = ("import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                "print('training', flush=True); time.sleep(120)")  # fmt: skip
+    terminated = Terminated(grace=0.5)
+    # What the SIGTERM handler does, once the child runs.
+    threading.Timer(1.0, terminated._handle, (signal.SIGTERM, None)).start()
+    t0 = time.monotonic()
+    code = run_teed([sys.executable, "-c", stubborn], tmp_path / "log", terminated, tee=False)
+    assert code == -signal.SIGKILL
+    assert terminated.is_set and time.monotonic() - t0 < 30
+    assert (tmp_path / "log").read_text() == "training\n"

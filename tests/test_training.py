@@ -159,19 +159,26 @@ def test_failure_stores_log_and_failed(trained: Trained) -> None:
     assert "tiny-broken/DONE" not in trained.keys("tiny-broken/")
 
 
-def test_sigterm_mid_run_then_resume_in_a_new_pod(trained: Trained) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "detk8s", "exec", "tiny-resume"], cwd=trained.root,
-        env=trained.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 300
-    while "tiny-resume/checkpoints/0.complete" not in trained.keys("tiny-resume/checkpoints/"):
-        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-        assert time.monotonic() < deadline, "no checkpoint uploaded in time"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGTERM)  # what the kubelet does to a preempted pod
-    out, _ = proc.communicate(timeout=120)
+def test_sigterm_mid_run_then_resume_in_a_new_pod(trained: Trained, tmp_path: Path) -> None:
+    log = tmp_path / "exec.out"  # a file, as the container runtime drains a pod's stdout
+    with log.open("w") as out_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "detk8s", "exec", "tiny-resume"], cwd=trained.root,
+            env={**trained.env, "DETK8S_TERM_GRACE": "10"}, stdout=out_file,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while "tiny-resume/checkpoints/0.complete" not in trained.keys("tiny-resume/checkpoints/"):
+            assert proc.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint uploaded in time"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGTERM)  # what the kubelet does to a preempted pod
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    out = log.read_text()
     assert proc.returncode == 143, out[-3000:]
     assert "stopped by SIGTERM: newest checkpoint stored" in out
     stored = [k for k in trained.keys("tiny-resume/checkpoints/") if k.endswith(".complete")]

@@ -99,6 +99,9 @@ class RunConfig(Strict):
     tolerations: list[Toleration] = Field(default_factory=list)
     priority_class: str | None = None
     restart_policy: Literal["OnFailure", "Never", "ExitCode", "Always"] = "OnFailure"
+    termination_grace_seconds: PositiveInt = Field(
+        120, description="SIGTERM to SIGKILL: time to stop training and store the checkpoint."
+    )
     run_policy: RunPolicy = RunPolicy()
 
     # `model_config` is both a run key and pydantic's reserved name, hence the alias.

@@ -3,6 +3,7 @@ a log file, in its own process group, with SIGTERM passed on so the framework ca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,28 +13,45 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+# How long the framework gets to stop after SIGTERM before it is killed. Frameworks do not
+# always stop: paddle blocks SIGTERM in its main thread at times, and its handler can deadlock.
+# The pod's terminationGracePeriodSeconds leaves room for this plus the checkpoint upload.
+TERM_GRACE = float(os.environ.get("DETK8S_TERM_GRACE", "20"))
+
 
 class Terminated:
     """Set when SIGTERM (or SIGINT) arrived: the pod is being stopped or preempted."""
 
-    def __init__(self) -> None:
+    def __init__(self, grace: float = TERM_GRACE) -> None:
         self.event = threading.Event()
         self.child: subprocess.Popen[bytes] | None = None
+        self.grace = grace
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        first = not self.event.is_set()
         self.event.set()
         child = self.child
         if child is not None and child.poll() is None:
             # launch and its workers share the child's process group
-            os.killpg(child.pid, signal.SIGTERM)
+            _signal_group(child, signal.SIGTERM)
+            if first:
+                timer = threading.Timer(self.grace, _signal_group, (child, signal.SIGKILL))
+                timer.daemon = True
+                timer.start()
 
     @property
     def is_set(self) -> bool:
         return self.event.is_set()
+
+
+def _signal_group(child: subprocess.Popen[bytes], sig: int) -> None:
+    if child.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, sig)
 
 
 def run_teed(
