@@ -36,6 +36,7 @@ test: $(STAMP) system-deps
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy detk8s
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

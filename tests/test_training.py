@@ -214,3 +214,40 @@ def test_collect_over_every_status(trained: Trained) -> None:
     assert rows["tiny-corrupt"]["reason"] == "eval.json is not JSON"
     assert rows["tiny-yolov3"]["data"] == "synthetic_voc_s3 (1/2)"
     assert rows["tiny-picodet"]["mAP"] == json.loads(trained.get("tiny-picodet/eval.json"))["map50"]
+
+
+def test_local_backend_submit_status_logs_delete(trained: Trained) -> None:
+    """Seed 000's `nohup ... &`, properly: detached, pid file, log, and stoppable."""
+    (trained.root / "runs/tiny-local.yml").write_text(
+        (trained.root / "runs/tiny-resume.yml").read_text()
+    )
+    trained.env["DETK8S_TERM_GRACE"] = "5"
+    started = trained.cli("submit", "tiny-local", "--backend", "local")
+    assert started.returncode == 0, started.stderr
+    line = started.stdout.strip()
+    assert line.startswith("tiny-local: started locally (pid ")
+    pid = int(line.split("(pid ")[1].split(")")[0])
+    log = trained.root / "output/tiny-local/train.log"
+    assert line.endswith(f"log: {log}")
+    assert (trained.root / "output/tiny-local/pid").read_text().strip() == str(pid)
+    deadline = time.monotonic() + 300
+    while "ppdet.engine INFO: Epoch: [0]" not in (log.read_text() if log.exists() else ""):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    os.kill(pid, 0)  # alive, and not a child of this test: its own session
+
+    status = trained.cli("status", "--backend", "local", "tiny-local")
+    (row,) = [r for r in status.stdout.splitlines() if "tiny-local" in r and "│" in r]
+    assert "Running" in row and str(pid) in row
+    logs = trained.cli("logs", "tiny-local", "--backend", "local")
+    assert "ppdet.engine INFO: Epoch: [0]" in logs.stdout
+    again = trained.cli("submit", "tiny-local", "--backend", "local")
+    assert again.stdout.strip() == f"tiny-local: unchanged: already running locally (pid {pid})"
+
+    stopped = trained.cli("delete", "tiny-local", "--backend", "local")
+    assert stopped.stdout.strip() == "stopped local run tiny-local"
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    status = trained.cli("status", "--backend", "local", "tiny-local")
+    assert "Stopped" in status.stdout
+    assert "stopped by SIGTERM" in log.read_text()

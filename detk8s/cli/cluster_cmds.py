@@ -12,8 +12,13 @@ from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, err, load_runs, p
 from detk8s.errors import EXIT_FAILED, DetkError, UsageError
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from detk8s.backends.kubernetes.cluster import Cluster
+    from detk8s.backends.kubernetes.submit import Outcome
     from detk8s.config.load import Project
+
+    Manifests = dict[str, list[dict[str, Any]]]
 
 EXIT_TIMEOUT = 3
 SWEEP_THREADS = 16
@@ -163,7 +168,9 @@ def _stored(proj: Project, runs: list[str]) -> set[str]:
     return {r for r, d in zip(runs, done, strict=True) if d}
 
 
-def _submit_all(cluster, manifests, skip, replace, server_dry_run):  # type: ignore[no-untyped-def]
+def _submit_all(
+    cluster: Cluster, manifests: Manifests, skip: set[str], replace: bool, server_dry_run: bool
+) -> list[Outcome]:
     from concurrent.futures import ThreadPoolExecutor
 
     from detk8s.backends.kubernetes.submit import Outcome, submit_manifests
@@ -183,7 +190,7 @@ def _submit_all(cluster, manifests, skip, replace, server_dry_run):  # type: ign
         return list(pool.map(one, manifests))
 
 
-def _report(cluster: Cluster, kind_name: str, o) -> None:  # type: ignore[no-untyped-def]
+def _report(cluster: Cluster, kind_name: str, o: Outcome) -> None:
     from detk8s.backends.kubernetes.kinds import KINDS
 
     kind = KINDS[kind_name]
@@ -201,7 +208,7 @@ def _report(cluster: Cluster, kind_name: str, o) -> None:  # type: ignore[no-unt
         err(f"error: {o.run}: {o.detail}")
 
 
-def _wait(cluster: Cluster, job: dict, timeout: float, poll: float) -> None:  # type: ignore[type-arg]
+def _wait(cluster: Cluster, job: dict[str, Any], timeout: float, poll: float) -> None:
     from detk8s.backends.kubernetes.kinds import KINDS
     from detk8s.backends.kubernetes.watch import TIMEOUT, wait_for_job
 
@@ -223,9 +230,7 @@ def status(
     namespace: NamespaceOpt = None,
     backend: BackendOpt = None,
 ) -> None:
-    """Table of jobs: state, replicas, restarts, age, node, GPUs, why Pending.
-
-    For the local backend: each run's state, pid and log file."""
+    """Table of jobs: state, replicas, restarts, age, node, GPUs, why Pending (local: pids)."""
     from rich.console import Console
     from rich.table import Table
 

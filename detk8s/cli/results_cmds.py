@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from detk8s.cli.common import RunsArg, app, err, project
 from detk8s.errors import UsageError
+
+if TYPE_CHECKING:
+    from detk8s.config.load import Project
+    from detk8s.results.collect import RunResult
 
 SUMMARY_FORMATS = {".csv": "csv", ".md": "md", ".json": "json"}
 RICH_ROWS = 200  # above this, or when piped, a plain table: rich takes seconds for 1,000 rows
@@ -37,9 +41,10 @@ def exec_(
     ] = False,
     force: Annotated[bool, typer.Option(help="Train even when DONE is stored.")] = False,
 ) -> None:
-    """Train a run here: prepare data, train (resuming from stored checkpoints), evaluate,
-    store the results. The training container's entrypoint; `-- ARGV` is the framework's
-    command as rendered."""
+    """Train a run here and store its results: the training image's entrypoint.
+
+    Prepares the data, trains (resuming from stored checkpoints), evaluates and stores the
+    results. In the pod, `-- ARGV` is the framework's command as rendered."""
     from detk8s.runner.execute import Execution, load_run_file, write_files
 
     launch = list(ctx.args)
@@ -150,7 +155,7 @@ def collect(
         err(f"wrote {plot}")
 
 
-def _fill_from_configs(proj, results) -> None:  # type: ignore[no-untyped-def]
+def _fill_from_configs(proj: Project, results: list[RunResult]) -> None:
     """Runs without a record show what their config says (model, data, GPUs...)."""
     for r in results:
         if r.record is not None or r.run not in proj.run_files:

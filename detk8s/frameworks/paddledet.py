@@ -37,7 +37,7 @@ def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
         return {"name": suffix, **loader.construct_mapping(node, deep=True)}
     if isinstance(node, yaml.SequenceNode):
         return loader.construct_sequence(node, deep=True)
-    return loader.construct_scalar(node)  # type: ignore[arg-type]
+    return loader.construct_scalar(node)
 
 
 _TolerantLoader.add_multi_constructor("!", _tagged)

@@ -53,3 +53,4 @@ class FailureRecord(BaseModel):
     reason: str
     exit_code: int | None = None
     finished: str | None = None
+    log_tail: list[str] = Field(default_factory=list, description="The log's last lines.")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ from detk8s import __version__
 from detk8s.config.schema import DatasetConfig, RunConfig
 from detk8s.errors import DetkError
 from detk8s.frameworks import get_adapter
+from detk8s.frameworks.base import FrameworkAdapter
 from detk8s.layout import Layout
 from detk8s.results.metrics import parse_metrics
 from detk8s.results.record import EvalRecord, FailureRecord
@@ -107,11 +107,7 @@ class Execution:
             self.say(f"train list: first {kept} lines ({self.dataset.train_fraction}) -> {out}")
 
     def _evaluate_and_store(
-        self,
-        adapter,
-        started: str,
-        train_seconds: float,
-        resume: Path | None,  # type: ignore[no-untyped-def]
+        self, adapter: FrameworkAdapter, started: str, train_seconds: float, resume: Path | None
     ) -> int:
         weights = adapter.final_weights(self.run, self.layout)
         if not weights.is_file():
@@ -207,6 +203,3 @@ def write_files(files: dict[str, str], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
         (directory / name).write_text(content, encoding="utf-8")
-
-
-__all__ = ["Execution", "json", "load_run_file", "write_files"]
