@@ -30,6 +30,13 @@ class Layout:
             return dataset.source.removeprefix("file://").rstrip("/") or "/"
         return f"{self.data_dir}/{dataset.name}"
 
+    def train_list(self, run: str, dataset: DatasetConfig) -> str:
+        """The train list to read: the dataset's own (relative to its dir), or the subset list
+        `detk8s exec` writes into the run's dir."""
+        if dataset.train_fraction is None:
+            return dataset.train_list
+        return f"{self.run_dir(run)}/lists/{Path(dataset.train_list).name}"
+
     def model_config(self, framework: str, file: str) -> str:
         return f"{self.configs_root}/{framework}/{file}"
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, err, load_runs, project
+from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs, project
 from detk8s.errors import EXIT_FAILED, DetkError, UsageError
 
 if TYPE_CHECKING:
@@ -231,7 +231,6 @@ def status(
     backend: BackendOpt = None,
 ) -> None:
     """Table of jobs: state, replicas, restarts, age, node, GPUs, why Pending (local: pids)."""
-    from rich.console import Console
     from rich.table import Table
 
     from detk8s.backends.kubernetes.status import job_rows
@@ -250,17 +249,13 @@ def status(
     for r in rows:
         table.add_row(r.run, r.job, r.state, f"{r.ready}/{r.total}", str(r.restarts), r.age,
                       r.nodes, str(r.gpus), r.reason)  # fmt: skip
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=200)
-    console.print(table)
+    console().print(table)
     missing = sorted(set(wanted or []) - {r.run for r in rows})
     for run in missing:
         err(f"{run}: no job in namespace {cluster.namespace}")
 
 
 def _status_local(proj: Project, wanted: list[str] | None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     from detk8s.backends.local import LocalBackend
@@ -273,9 +268,7 @@ def _status_local(proj: Project, wanted: list[str] | None) -> None:
         st = local.state(run)
         if wanted or st.state != "Pending":
             table.add_row(run, st.state, str(st.pid or "-"), str(st.log))
-    console = Console()
-    console = console if console.is_terminal else Console(width=200)
-    console.print(table)
+    console().print(table)
 
 
 @app.command()

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from detk8s.config.load import LoadedRun, Project
 
 app = typer.Typer(
@@ -45,6 +47,14 @@ def project() -> Project:
     from detk8s.config.load import Project
 
     return Project.discover(_project_dir)
+
+
+def console(width_when_piped: int = 200) -> Console:
+    """rich's console; piped output gets a wide one, not a table squeezed into 80 columns."""
+    from rich.console import Console
+
+    c = Console()
+    return c if c.is_terminal else Console(width=width_when_piped)
 
 
 def err(message: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, err, load_runs
+from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs
 
 
 @app.command()
@@ -17,7 +17,6 @@ def runs(
     strict: StrictOpt = False,
 ) -> None:
     """Table of the runs in configs/: framework, model, GPUs x nodes, batch, lr, epochs, data."""
-    from rich.console import Console
     from rich.table import Table
 
     _, loaded = load_runs(names, all_runs=not names, strict=strict)
@@ -56,10 +55,7 @@ def runs(
             d.name,
             train + frac,
         )
-    console = Console()
-    if not console.is_terminal:  # piped: don't squeeze the table into 80 columns
-        console = Console(width=160)
-    console.print(table)
+    console(160).print(table)
 
 
 @app.command()

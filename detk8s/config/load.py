@@ -17,6 +17,7 @@ from detk8s.config.scaling import check_linear_scaling
 from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
 from detk8s.errors import ConfigError, ConfigErrors, UsageError
 from detk8s.paths import PROJECT_FILE, data_path, model_configs_dir
+from detk8s.util import natural_key
 
 if TYPE_CHECKING:
     from detk8s.storage import Storage
@@ -83,7 +84,7 @@ class Project:
         if not self.runs_dir.is_dir():
             raise ConfigError(self.file, "runs_dir", f"{self.runs_dir} is not a directory")
         files = (p for p in self.runs_dir.iterdir() if p.suffix in YAML_SUFFIXES)
-        return {p.stem: p for p in sorted(files, key=_natural)}
+        return {p.stem: p for p in sorted(files, key=lambda p: natural_key(p.stem))}
 
     def select(self, patterns: list[str], all_runs: bool = False) -> list[str]:
         """Run names matching names or glob patterns (Y*), in config order, each once."""
@@ -192,11 +193,3 @@ class Project:
             except ConfigError as e:
                 errors.append(e)
         return loaded, errors
-
-
-def _natural(path: Path) -> tuple[str, int, str]:
-    """L2 before L10."""
-    stem = path.stem
-    digits = stem.rstrip("0123456789")
-    tail = stem[len(digits) :]
-    return (digits, int(tail) if tail else -1, stem)

@@ -91,13 +91,6 @@ def scaled_epoch_settings(model: dict[str, Any], epochs: int) -> dict[str, Any]:
     return out
 
 
-def train_list_path(run: RunConfig, dataset: DatasetConfig, layout: Layout) -> str:
-    """The train list ppdet reads: the dataset's own, or the subset `detk8s exec` writes."""
-    if dataset.train_fraction is None:
-        return dataset.train_list
-    return f"{layout.run_dir(run.name)}/lists/{Path(dataset.train_list).name}"
-
-
 def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
     for k, v in src.items():
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
@@ -143,7 +136,7 @@ class PaddleDetAdapter:
             "map_type": "integral",
             "LearningRate": {"base_lr": run.lr},
             "TrainReader": {"batch_size": run.batch_size},
-            "TrainDataset": voc(train_list_path(run, dataset, layout)),
+            "TrainDataset": voc(layout.train_list(run.name, dataset)),
             "EvalDataset": voc(dataset.val_list),
             "TestDataset": {"name": "ImageFolder", "anno_path": f"{root}/{dataset.label_list}"},
         }

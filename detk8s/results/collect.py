@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from detk8s.results.cache import ResultCache
 from detk8s.results.record import EvalRecord, FailureRecord
 from detk8s.storage import DONE, EVAL_JSON, FAILED, Storage
+from detk8s.util import natural_key
 
 FETCH_THREADS = 32
 
@@ -125,13 +126,7 @@ def collect(
         cache.save()
     for run in known:
         results.setdefault(run, RunResult(run, "missing", reason="nothing stored"))
-    return [results[r] for r in sorted(results, key=_natural)]
-
-
-def _natural(name: str) -> tuple[str, int, str]:
-    head = name.rstrip("0123456789")
-    tail = name[len(head) :]
-    return (head, int(tail) if tail else -1, name)
+    return [results[r] for r in sorted(results, key=natural_key)]
 
 
 COLUMNS = ("run", "status", "model", "data", "GPUs x nodes", "batch", "lr", "epochs", "mAP",

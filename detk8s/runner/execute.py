@@ -100,9 +100,7 @@ class Execution:
         root = Path(self.layout.dataset_dir(self.dataset))
         prepare_dataset(self.dataset, root, self.storage)
         if self.dataset.train_fraction is not None:
-            from detk8s.frameworks.paddledet import train_list_path
-
-            out = Path(train_list_path(self.run, self.dataset, self.layout))
+            out = Path(self.layout.train_list(self.run.name, self.dataset))
             kept = write_train_subset(self.dataset, root, out)
             self.say(f"train list: first {kept} lines ({self.dataset.train_fraction}) -> {out}")
 
@@ -164,9 +162,7 @@ class Execution:
     def _train_images(self) -> int | None:
         if self.dataset.train_fraction is None:
             return self.dataset.train_images
-        from detk8s.frameworks.paddledet import train_list_path
-
-        path = Path(train_list_path(self.run, self.dataset, self.layout))
+        path = Path(self.layout.train_list(self.run.name, self.dataset))
         return len(path.read_text().splitlines()) if path.is_file() else None
 
     def _fail(self, reason: str, code: int) -> int:

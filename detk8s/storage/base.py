@@ -10,6 +10,7 @@ from typing import NamedTuple, Protocol
 from urllib.parse import urlparse
 
 from detk8s.errors import UsageError
+from detk8s.util import replace_atomically
 
 
 class StoredObject(NamedTuple):
@@ -76,27 +77,16 @@ class LocalStorage:
             return None
 
     def put(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        replace_atomically(self._path(key), lambda tmp: tmp.write_bytes(data))
 
     def upload(self, key: str, path: Path) -> None:
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, dest)
+        replace_atomically(self._path(key), lambda tmp: shutil.copyfile(path, tmp))
 
     def download(self, key: str, path: Path) -> bool:
         src = self._path(key)
         if not src.is_file():
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, path)
+        replace_atomically(path, lambda tmp: shutil.copyfile(src, tmp))
         return True
 
     def exists(self, key: str) -> bool:

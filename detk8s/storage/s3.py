@@ -15,6 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from detk8s.errors import DetkError
 from detk8s.storage.base import Storage, StoredObject
+from detk8s.util import replace_atomically
 
 # Wide enough for collect's concurrent GETs; adaptive retries back off on 503 SlowDown.
 MAX_POOL = 64
@@ -82,19 +83,16 @@ class S3Storage:
             raise self._fail("upload", key, e) from None
 
     def download(self, key: str, path: Path) -> bool:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            self.client.download_file(self.bucket, self._key(key), str(tmp))
+            replace_atomically(
+                path, lambda tmp: self.client.download_file(self.bucket, self._key(key), str(tmp))
+            )
         except ClientError as e:
-            tmp.unlink(missing_ok=True)
             if e.response["Error"].get("Code") in ("NoSuchKey", "404"):
                 return False
             raise self._fail("download", key, e) from None
         except BotoCoreError as e:
-            tmp.unlink(missing_ok=True)
             raise self._fail("download", key, e) from None
-        os.replace(tmp, path)
         return True
 
     def exists(self, key: str) -> bool:
