@@ -19,7 +19,7 @@ def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
     """`auto`, an `images:` key or a declared repository without a tag: that image tagged by
     the hash of its current inputs (what `detk8s build` builds). Anything else verbatim."""
     from detk8s.build.context import ContextError
-    from detk8s.build.images import declared_image, image_build, project_root_of
+    from detk8s.build.images import declared_image, image_build
 
     run = loaded.config
     name = run.framework if run.image == AUTO_IMAGE else declared_image(run.image, project)
@@ -30,7 +30,7 @@ def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
         raise ConfigError(
             loaded.file, "image", f"is 'auto' but detk8s.yaml has no images.{run.framework}"
         )
-    root = project_root_of(loaded.file, project)
+    root = loaded.project_root
     key = (name, str(root), config.model_dump_json())
     if key not in _IMAGE_REFS:  # one hash of the build context per image and process
         try:

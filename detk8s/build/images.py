@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,17 +42,6 @@ def image_build(
         build_args={**config.build_args, **extra_args},
         registry_secret=config.registry_secret,
     )
-
-
-def project_root_of(run_file: Path, project: ProjectConfig) -> Path:
-    """The project root, from a run file in its runs_dir (a ProjectConfig does not know it)."""
-    runs_dir = posixpath.normpath(project.runs_dir)
-    if posixpath.isabs(runs_dir) or runs_dir.startswith(".."):
-        return Path.cwd()  # only a relative `context:` needs it, and only then can this be wrong
-    root = run_file.resolve().parent
-    for _ in Path(runs_dir).parts:
-        root = root.parent
-    return root
 
 
 def declared_image(reference: str, project: ProjectConfig) -> str | None:

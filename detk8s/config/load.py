@@ -32,6 +32,7 @@ class LoadedRun:
     config: RunConfig
     dataset: DatasetConfig
     file: Path
+    project_root: Path  # relative paths in detk8s.yaml (image contexts) are relative to it
     warnings: list[ConfigError] = field(default_factory=list)
 
     @property
@@ -150,7 +151,7 @@ class Project:
                 f"{config.model_config_file} is not in {model_dir}/",
             )
         warnings = [w for w in [check_linear_scaling(config, full, base_full)] if w]
-        return LoadedRun(config, dataset, file, warnings)
+        return LoadedRun(config, dataset, file, self.root, warnings)
 
     def load_dataset(self, name: str, referrer: Path) -> DatasetConfig:
         if name in self._datasets:

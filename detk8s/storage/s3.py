@@ -4,9 +4,9 @@ environment (or the pod's Secret), never from config files."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlparse
 
 import boto3
@@ -17,6 +17,10 @@ from detk8s.errors import DetkError
 from detk8s.storage.base import Storage, StoredObject
 from detk8s.util import replace_atomically
 
+T = TypeVar("T")
+_RAISE = object()
+# What S3 servers answer for an absent object: GET says NoSuchKey, HEAD has no body to say it.
+MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 # Wide enough for collect's concurrent GETs; adaptive retries back off on 503 SlowDown.
 MAX_POOL = 64
 
@@ -57,54 +61,53 @@ class S3Storage:
         detail = e.response["Error"].get("Code", "") if isinstance(e, ClientError) else str(e)
         return StorageError(f"storage {action} s3://{self.bucket}/{self._key(key)}: {detail}")
 
-    def get(self, key: str) -> bytes | None:
+    def _call(self, action: str, key: str, fn: Callable[[], T], missing: Any = _RAISE) -> T:
+        """`fn()`, its failures as one-line StorageErrors; `missing` is the answer for an
+        object that does not exist, where that is not a failure."""
         try:
+            return fn()
+        except ClientError as e:
+            if missing is not _RAISE and e.response["Error"].get("Code") in MISSING_CODES:
+                return cast(T, missing)
+            raise self._fail(action, key, e) from None
+        except BotoCoreError as e:
+            raise self._fail(action, key, e) from None
+
+    def get(self, key: str) -> bytes | None:
+        def read() -> bytes | None:
             body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))[
                 "Body"
             ].read()
             return body
-        except ClientError as e:
-            if e.response["Error"].get("Code") in ("NoSuchKey", "404"):
-                return None
-            raise self._fail("get", key, e) from None
-        except BotoCoreError as e:
-            raise self._fail("get", key, e) from None
+
+        return self._call("get", key, read, missing=None)
 
     def put(self, key: str, data: bytes) -> None:
-        try:
-            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
-        except (ClientError, BotoCoreError) as e:
-            raise self._fail("put", key, e) from None
+        self._call(
+            "put", key, lambda: self.client.put_object(Bucket=self.bucket, Key=self._key(key),
+                                                       Body=data)
+        )  # fmt: skip
 
     def upload(self, key: str, path: Path) -> None:
-        try:
-            self.client.upload_file(str(path), self.bucket, self._key(key))
-        except (ClientError, BotoCoreError) as e:
-            raise self._fail("upload", key, e) from None
+        self._call(
+            "upload", key, lambda: self.client.upload_file(str(path), self.bucket, self._key(key))
+        )
 
     def download(self, key: str, path: Path) -> bool:
-        try:
+        def fetch() -> bool:
             replace_atomically(
                 path, lambda tmp: self.client.download_file(self.bucket, self._key(key), str(tmp))
             )
-        except ClientError as e:
-            if e.response["Error"].get("Code") in ("NoSuchKey", "404"):
-                return False
-            raise self._fail("download", key, e) from None
-        except BotoCoreError as e:
-            raise self._fail("download", key, e) from None
-        return True
+            return True
+
+        return self._call("download", key, fetch, missing=False)
 
     def exists(self, key: str) -> bool:
-        try:
+        def head() -> bool:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
             return True
-        except ClientError as e:
-            if e.response["Error"].get("Code") in ("NoSuchKey", "404", "NotFound"):
-                return False
-            raise self._fail("head", key, e) from None
-        except BotoCoreError as e:
-            raise self._fail("head", key, e) from None
+
+        return self._call("head", key, head, missing=False)
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         strip = len(self._key(""))
@@ -119,7 +122,6 @@ class S3Storage:
             raise self._fail("list", prefix, e) from None
 
     def delete(self, key: str) -> None:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
-        except (ClientError, BotoCoreError) as e:
-            raise self._fail("delete", key, e) from None
+        self._call(
+            "delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+        )
