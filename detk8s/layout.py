@@ -9,6 +9,7 @@ from pathlib import Path
 
 from detk8s.config.schema import DatasetConfig
 from detk8s.paths import PACKAGE_DIR, data_path
+from detk8s.weights import WeightsSource
 
 RUN_FILE = "run.yaml"
 
@@ -36,6 +37,15 @@ class Layout:
         if dataset.train_fraction is None:
             return dataset.train_list
         return f"{self.run_dir(run)}/lists/{Path(dataset.train_list).name}"
+
+    def pretrained_weights(self, run: str, dataset: DatasetConfig, source: WeightsSource) -> str:
+        """Where training reads `source` from: s3 weights are fetched into the run's dir by
+        `detk8s exec`; URLs are the framework's to download."""
+        if source.kind == "s3":
+            return f"{self.run_dir(run)}/pretrained/{source.file_name}"
+        if source.kind == "dataset":
+            return f"{self.dataset_dir(dataset)}/{source.value}"
+        return source.value
 
     def model_config(self, framework: str, file: str) -> str:
         return f"{self.configs_root}/{framework}/{file}"

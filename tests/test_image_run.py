@@ -1,9 +1,11 @@
-"""The training image runs a job the way its pod would: the rendered ConfigMap files at
+"""The training image runs jobs the way their pods would: the rendered ConfigMap files at
 /etc/detk8s, the rendered env and command, results into a real S3 server (Ceph RGW); then
 `detk8s collect` on this machine reads them back.
 
 Builds (or finds, by its content tag) the Paddle image from the real Dockerfile on the CI base
-with CPU paddle, like tests/test_build.py.
+with CPU paddle, like tests/test_build.py. The test plays the kubelet and the Training Operator:
+it fills in the env they inject (Secret keys, downward API labels, PADDLE_*) and starts one
+container per replica.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,68 +26,180 @@ from test_build import CI_PADDLE_ARGS, REPO, podman, podman_env  # noqa: F401 (f
 
 from detk8s.datasets.synthetic import make_voc_dataset
 
-RUN = "tiny-picodet"
+DETK8S = [sys.executable, "-m", "detk8s"]
 
 
-@pytest.mark.image
-@pytest.mark.usefixtures("podman_env")
-def test_the_image_trains_a_rendered_job_into_s3(ceph_s3: S3Endpoint, tmp_path: Path) -> None:
-    detk8s = [sys.executable, "-m", "detk8s"]
+@pytest.fixture(scope="module")
+def paddle_image(podman_env: dict[str, str]) -> str:  # noqa: F811 (the fixture)
     build = subprocess.run(
-        [*detk8s, "--project", str(REPO), "build", "paddledet", "--builder", "podman",
+        [*DETK8S, "--project", str(REPO), "build", "paddledet", "--builder", "podman",
          "--quiet", *CI_PADDLE_ARGS], capture_output=True, text=True, timeout=3000,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-3000:]
     (image,) = [w for w in build.stdout.split() if w.startswith("registry.example.com/")]
+    return image
 
+
+@dataclass
+class ImageProject:
+    root: Path
+    image: str
+    ceph: S3Endpoint
+    client: Any
+    bucket: str
+
+    def render(self, run: str) -> tuple[dict[str, str], dict[str, Any]]:
+        """The ConfigMap's files and the PaddleJob of `run`."""
+        rendered = subprocess.run([*DETK8S, "render", run], cwd=self.root, capture_output=True,
+                                  text=True, check=True).stdout  # fmt: skip
+        config_map, job = yaml.safe_load_all(rendered)
+        return config_map["data"], job
+
+    def stored(self, run: str) -> list[str]:
+        listed = self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"runs/{run}/")
+        return [o["Key"].removeprefix(f"runs/{run}/") for o in listed.get("Contents", [])]
+
+    def eval_record(self, run: str) -> dict[str, Any]:
+        body = self.client.get_object(Bucket=self.bucket, Key=f"runs/{run}/eval.json")["Body"]
+        record: dict[str, Any] = json.loads(body.read())
+        return record
+
+
+@pytest.fixture
+def image_project(paddle_image: str, ceph_s3: S3Endpoint, tmp_path: Path) -> ImageProject:
     client = ceph_s3.client()
     bucket = ceph_s3.new_bucket("image", client)
     data = make_voc_dataset(tmp_path / "synthetic")
     for f in sorted(p for p in data.rglob("*") if p.is_file()):
         client.upload_file(str(f), bucket, f"datasets/synthetic_voc/{f.relative_to(data)}")
-    project = tmp_path / "proj"
-    shutil.copytree(REPO / "examples/tiny", project, ignore=shutil.ignore_patterns(
+    root = tmp_path / "proj"
+    shutil.copytree(REPO / "examples/tiny", root, ignore=shutil.ignore_patterns(
         "data", "output", "store", "summary.*", "map.png"))  # fmt: skip
-    cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
+    cfg = yaml.safe_load((root / "detk8s.yaml").read_text())
     cfg["storage"] = {"uri": f"s3://{bucket}/runs", "endpoint_url": ceph_s3.url,
                       "secret": "detk8s-s3"}  # fmt: skip
-    cfg["defaults"]["image"] = image
-    (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
-    (project / "datasets/synthetic_voc.yml").write_text(
+    cfg["defaults"]["image"] = paddle_image
+    (root / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
+    (root / "datasets/synthetic_voc.yml").write_text(
         f"format: voc\nnum_classes: 2\nsource: s3://{bucket}/datasets/synthetic_voc/\n"
     )
+    return ImageProject(root, paddle_image, ceph_s3, client, bucket)
 
-    rendered = subprocess.run([*detk8s, "render", RUN], cwd=project, capture_output=True,
-                              text=True, check=True).stdout  # fmt: skip
-    config_map, job = yaml.safe_load_all(rendered)
-    config_dir = tmp_path / "etc-detk8s"
-    config_dir.mkdir()
-    for name, content in config_map["data"].items():
-        (config_dir / name).write_text(content)
-    container = job["spec"]["paddleReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]
-    assert container["image"] == image
+
+def worker(job: dict[str, Any]) -> dict[str, Any]:
+    spec: dict[str, Any] = job["spec"]["paddleReplicaSpecs"]["Worker"]
+    return spec
+
+
+def pod_env(job: dict[str, Any], index: int, project: ImageProject) -> dict[str, str]:
+    """The container's env as the kubelet sees it: the rendered values, the Secret's keys, the
+    downward API's replica labels, and what the Training Operator v1.9 appends for a Worker-only
+    PaddleJob (pkg/controller.v1/paddlepaddle/envvar.go)."""
+    container = worker(job)["template"]["spec"]["containers"][0]
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    # What the kubelet fills in: the Secret's keys and the downward API's replica labels.
-    env |= {"AWS_ACCESS_KEY_ID": ceph_s3.access_key, "AWS_SECRET_ACCESS_KEY": ceph_s3.secret_key,
-            "DETK8S_REPLICA_TYPE": "worker", "DETK8S_REPLICA_INDEX": "0"}  # fmt: skip
-    assert container["command"][:2] == ["detk8s", "exec"]  # = the image's entrypoint
-    args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
-    run = podman(
-        "run", "--rm", "--network", "host", "--volume", f"{config_dir}:/etc/detk8s:ro",
-        *args, image, *container["command"][2:], check=False,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
-    assert f"[detk8s] {RUN} done: mAP(0.50) " in run.stdout
+    env |= {"AWS_ACCESS_KEY_ID": project.ceph.access_key,
+            "AWS_SECRET_ACCESS_KEY": project.ceph.secret_key,
+            "DETK8S_REPLICA_TYPE": "worker", "DETK8S_REPLICA_INDEX": str(index)}  # fmt: skip
+    name = job["metadata"]["name"]
+    (port,) = [p["containerPort"] for p in container["ports"] if p["name"] == "master"]
+    env |= {"PYTHONUNBUFFERED": "1", "PADDLE_JOB_ID": name,
+            "PADDLE_NNODES": str(worker(job)["replicas"])}  # fmt: skip
+    if index == 0:  # PADDLE_MASTER="$(POD_IP_DUMMY):port", expanded by the kubelet
+        env |= {"POD_IP_DUMMY": "127.0.0.1", "PADDLE_MASTER": f"127.0.0.1:{port}"}
+    else:
+        env["PADDLE_MASTER"] = f"{name}-worker-0:{port}"
+    return env
 
-    env_here = {**os.environ, "AWS_ACCESS_KEY_ID": ceph_s3.access_key,
-                "AWS_SECRET_ACCESS_KEY": ceph_s3.secret_key}  # fmt: skip
-    summary = tmp_path / "summary.json"
-    collect = subprocess.run([*detk8s, "collect", RUN, "-o", str(summary)], cwd=project,
-                             env=env_here, capture_output=True, text=True)  # fmt: skip
+
+def container_run(
+    project: ImageProject, files: dict[str, str], job: dict[str, Any], index: int,
+    command: list[str], host_aliases: dict[str, str] | None = None,
+) -> list[str]:  # fmt: skip
+    """`podman run` of replica `index`: host network (the pods' network), its own disk, and its
+    pod name resolving to its IP, as the kubelet writes it into a pod's /etc/hosts (gloo looks
+    its own host name up)."""
+    config_dir = project.root.parent / f"etc-detk8s-{job['metadata']['name']}"
+    if not config_dir.is_dir():
+        config_dir.mkdir()
+        for name, content in files.items():
+            (config_dir / name).write_text(content)
+    container = worker(job)["template"]["spec"]["containers"][0]
+    assert container["image"] == project.image
+    assert container["command"][:2] == ["detk8s", "exec"]  # = the image's entrypoint
+    env = pod_env(job, index, project)
+    args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
+    hostname = f"{job['metadata']['name']}-worker-{index}"  # the operator's pod name
+    hosts = {hostname: "127.0.0.1", **(host_aliases or {})}
+    aliases = [f"--add-host={h}:{ip}" for h, ip in hosts.items()]
+    return [
+        "run", "--rm", "--network", "host", "--hostname", hostname, *aliases,
+        "--volume", f"{config_dir}:/etc/detk8s:ro", *args, project.image, *command[2:],
+    ]  # fmt: skip
+
+
+@pytest.mark.image
+def test_the_image_trains_a_rendered_job_into_s3(image_project: ImageProject) -> None:
+    run = "tiny-picodet"
+    files, job = image_project.render(run)
+    container = worker(job)["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    argv = container_run(image_project, files, job, 0, container["command"])
+    # A one-node job: the operator's PADDLE_* env is there too, and the plain worker ignores it.
+    result = podman(*argv, check=False)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert f"[detk8s] {run} done: mAP(0.50) " in result.stdout
+
+    env_here = {**os.environ, "AWS_ACCESS_KEY_ID": image_project.ceph.access_key,
+                "AWS_SECRET_ACCESS_KEY": image_project.ceph.secret_key}  # fmt: skip
+    summary = image_project.root.parent / "summary.json"
+    collect = subprocess.run([*DETK8S, "collect", run, "-o", str(summary)],
+                             cwd=image_project.root, env=env_here, capture_output=True,
+                             text=True)  # fmt: skip
     assert collect.returncode == 0, collect.stderr
     (row,) = json.loads(summary.read_text())
-    record: dict[str, Any] = json.loads(
-        client.get_object(Bucket=bucket, Key=f"runs/{RUN}/eval.json")["Body"].read()
-    )
+    record = image_project.eval_record(run)
     assert row["status"] == "done" and row["mAP"] == record["map50"]
-    assert record["image"] == image and record["fps"] > 0
+    assert record["image"] == env["DETK8S_IMAGE"] == image_project.image and record["fps"] > 0
+
+
+@pytest.mark.image
+def test_two_nodes_rendezvous_and_only_rank0_stores(image_project: ImageProject) -> None:
+    """A 2-node run: two containers, each with exactly the env the operator injects, meet at
+    rank 0's PADDLE_MASTER (rank 1 reaches it by the pod name of worker-0) and train with world
+    size 2 over gloo on CPU. The only change to the rendered command: paddle's CPU launcher
+    rejects `--gpus 0` (it parses it as GPU ids), so that flag is dropped."""
+    run = "tiny-2n"
+    (image_project.root / "runs" / f"{run}.yml").write_text(
+        (image_project.root / "runs/tiny-picodet.yml").read_text()
+        + "nodes: 2\nlr: 0.01\n"  # linear scaling: twice the total batch
+    )
+    files, job = image_project.render(run)
+    assert worker(job)["replicas"] == 2
+    command = worker(job)["template"]["spec"]["containers"][0]["command"]
+    gpus = command.index("--gpus")
+    assert command[gpus : gpus + 2] == ["--gpus", "0"]
+    command = command[:gpus] + command[gpus + 2 :]
+
+    replicas = []
+    for index in (0, 1):
+        aliases = {f"{run}-worker-0": "127.0.0.1"} if index else {}
+        argv = container_run(image_project, files, job, index, command, aliases)
+        log = (image_project.root.parent / f"replica-{index}.log").open("w")
+        replicas.append((subprocess.Popen(["timeout", "600", "podman", *argv], stdout=log,
+                                          stderr=subprocess.STDOUT), log))  # fmt: skip
+    outs = []
+    for proc, log in replicas:
+        proc.wait(timeout=700)
+        log.close()
+        outs.append(Path(log.name).read_text())
+    for (proc, _), out in zip(replicas, outs, strict=True):
+        assert proc.returncode == 0, out[-4000:]
+        assert "replicas 2[2:2]" in out, out[-4000:]  # paddle's launcher saw both nodes
+    # 8 images, batch 2 per replica, 2 replicas: 2 iterations per epoch (alone it would be 4).
+    assert "Epoch: [0] [0/2]" in outs[0] and "Epoch: [0] [0/4]" not in outs[0]
+    assert f"[detk8s] {run} done: mAP(0.50) " in outs[0]
+    assert "done: mAP" not in outs[1] and "checkpoint" not in outs[1]
+    stored = image_project.stored(run)
+    assert {"DONE", "eval.json", "train.log", "checkpoints/model_final.json"} <= set(stored)
+    record = image_project.eval_record(run)
+    assert (record["nodes"], record["gpus"], record["weights"]) == (2, 1, "best_model")

@@ -358,7 +358,7 @@ def test_shipped_runs_pass_strict(project: Path, cli: Any) -> None:
     result = cli("validate", "--strict")
     assert result.code == 0, result.err
     assert result.err == ""
-    assert result.out.strip() == "8 run(s) valid: L1, L2, L3, L4, Y1, Y2, Y3, Y4"
+    assert result.out.splitlines()[-1] == "8 run(s) valid: L1, L2, L3, L4, Y1, Y2, Y3, Y4"
 
 
 def test_runs_table(project: Path, cli: Any) -> None:

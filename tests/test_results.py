@@ -79,7 +79,10 @@ def record(run: str, **changes: Any) -> dict[str, Any]:
 @pytest.fixture
 def store(tmp_path: Path) -> Any:
     s = open_storage(f"file://{tmp_path / 'store'}")
-    s.put("L2/eval.json", json.dumps(record("L2")).encode())
+    s.put(
+        "L2/eval.json", json.dumps(record("L2", weights="best_model", weights_epoch=240)).encode()
+    )
+    s.put("_weights/PPLCNet_x0_75_pretrained.pdparams", b"w")  # not a run
     s.put("L2/DONE", b"")
     s.put("Y1/eval.json", json.dumps(record("Y1", train_fraction="1/3",
                                              dataset="mouse_other_voc_1of3")).encode())  # fmt: skip
@@ -111,6 +114,7 @@ def test_collect_statuses(store: Any) -> None:
         93.63, 41.02, "2 x 1", 4.0
     )  # fmt: skip
     assert row(results["Y1"])["data"] == "mouse_other_voc_1of3 (1/3)"
+    assert (l2["weights"], row(results["Y1"])["weights"]) == ("best_model, epoch 240", None)
 
 
 def test_summary_formats(store: Any) -> None:
@@ -131,7 +135,7 @@ def test_collect_cli(project: Path, cli: Any, store: Any) -> None:
     assert result.code == 0, result.err
     out = result.out.splitlines()
     assert out[0].split() == ["run", "status", "model", "data", "GPUs", "x", "nodes", "batch",
-                              "lr", "epochs", "mAP", "mAP50:95", "FPS", "train", "time",
+                              "lr", "epochs", "weights", "mAP", "mAP50:95", "FPS", "train", "time",
                               "GPU-hours"]  # fmt: skip
     lines = {line.split()[0]: line for line in out[1:]}
     assert "93.63%" in lines["L2"] and "41.02" in lines["L2"] and "2:00:00" in lines["L2"]

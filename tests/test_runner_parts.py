@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from detk8s.config.schema import DatasetConfig
 from detk8s.frameworks.paddledet import PaddleDetAdapter
-from detk8s.runner.checkpoints import CheckpointSync
+from detk8s.runner.checkpoints import CheckpointError, CheckpointSync
 from detk8s.runner.data import write_train_subset
 from detk8s.runner.rank import is_rank0
-from detk8s.storage import open_storage
+from detk8s.storage import Storage, open_storage
+from detk8s.storage.base import LocalStorage
+from detk8s.storage.s3 import StorageError
 
 
 def test_train_subset_is_the_first_ceil_lines(tmp_path: Path) -> None:
@@ -31,11 +36,15 @@ def test_rank0() -> None:
     assert not is_rank0({**pod, "DETK8S_REPLICA_TYPE": "master", "DETK8S_REPLICA_INDEX": "0"})
 
 
-def ckpt(directory: Path, name: str, complete: bool = True) -> None:
+def ckpt(directory: Path, name: str, complete: bool = True, content: bytes = b"") -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{name}.pdparams").write_bytes(name.encode() * 10)
+    (directory / f"{name}.pdparams").write_bytes(content or name.encode() * 10)
     if complete:
         (directory / f"{name}.pdopt").write_bytes(b"opt")
+
+
+def stored_keys(store: Storage, run: str) -> list[str]:
+    return sorted(o.key.removeprefix(f"{run}/checkpoints/") for o in store.list(f"{run}/"))
 
 
 def test_checkpoints_mirror_resume_and_prune(tmp_path: Path) -> None:
@@ -48,23 +57,26 @@ def test_checkpoints_mirror_resume_and_prune(tmp_path: Path) -> None:
     assert sync.sync(settle=False) == ["0", "1", "2", "3"]
     remote = sync.remote()
     assert sorted(remote) == ["2", "3"]  # older numbered checkpoints pruned
-    assert remote["3"] == ["3.pdopt", "3.pdparams"]
+    assert sorted(remote["3"].files) == ["3.pdopt", "3.pdparams"]
+    assert (remote["3"].role, remote["3"].epoch) == ("resumable", 4)
+    assert [k for k in stored_keys(store, "L1") if k.startswith("1")] == []
     # A new pod (empty disk) resumes from the newest stored checkpoint.
     fresh = tmp_path / "pod2"
     restored = CheckpointSync(store, "L1", PaddleDetAdapter(), fresh).restore()
     assert restored == fresh / "3"
     assert (fresh / "3.pdparams").read_bytes() == b"3" * 10
-    # A half-uploaded checkpoint (no .complete marker) is never resumed from.
-    store.put("L1/checkpoints/9.pdparams", b"partial")
+    # Files without a manifest (an upload cut short) are never resumed from.
+    store.put("L1/checkpoints/9/0123/9.pdparams", b"partial")
+    store.put("L1/checkpoints/9/0123/9.pdopt", b"partial")
     again = tmp_path / "pod3"
     assert CheckpointSync(store, "L1", PaddleDetAdapter(), again).restore() == again / "3"
 
 
-def test_settle_waits_for_stable_sizes(tmp_path: Path) -> None:
+def test_settle_waits_for_stable_files(tmp_path: Path) -> None:
     store = open_storage(f"file://{tmp_path / 'store'}")
     sync = CheckpointSync(store, "Y1", PaddleDetAdapter(), tmp_path / "ckpt")
     ckpt(tmp_path / "ckpt", "0")
-    assert sync.sync(settle=True) == []  # first sight: sizes noted
+    assert sync.sync(settle=True) == []  # first sight: files noted
     assert sync.sync(settle=True) == ["0"]  # unchanged since: uploaded
     assert sync.sync(settle=True) == []
 
@@ -77,6 +89,77 @@ def test_local_newer_than_remote_wins(tmp_path: Path) -> None:
     CheckpointSync(store, "Y1", PaddleDetAdapter(), local).sync(settle=False)
     ckpt(local, "2")
     assert CheckpointSync(store, "Y1", PaddleDetAdapter(), local).restore() == local / "2"
+
+
+def best(directory: Path, epoch: int, content: bytes) -> None:
+    ckpt(directory, "best_model", content=content)
+    (directory / "best_model.json").write_text(json.dumps({"epoch": epoch, "ap": 0.5}))
+
+
+def test_a_rewritten_checkpoint_is_stored_again_atomically(tmp_path: Path) -> None:
+    store = open_storage(f"file://{tmp_path / 'store'}")
+    local = tmp_path / "pod1"
+    sync = CheckpointSync(store, "L1", PaddleDetAdapter(), local)
+    versions = []
+    for epoch, content in [(1, b"first"), (2, b"second"), (3, b"third")]:
+        best(local, epoch, content)
+        assert sync.sync(settle=False) == ["best_model"]
+        assert sync.sync(settle=False) == []  # unchanged: nothing to do
+        stored = sync.remote()["best_model"]
+        assert (stored.role, stored.epoch) == ("best", epoch)
+        versions.append(stored.version)
+    assert len(set(versions)) == 3
+    # The manifest names the newest version; the one before stays for readers of the old
+    # manifest, older ones are gone.
+    dirs = {k.split("/")[1] for k in stored_keys(store, "L1") if k.startswith("best_model/")}
+    assert dirs == set(versions[1:])
+    fresh = tmp_path / "pod2"
+    assert CheckpointSync(store, "L1", PaddleDetAdapter(), fresh).restore() is None
+    assert (fresh / "best_model.pdparams").read_bytes() == b"third"  # the best model comes back
+    assert json.loads((fresh / "best_model.json").read_text())["epoch"] == 3
+
+
+def test_a_reader_never_takes_a_mix_of_versions(tmp_path: Path) -> None:
+    store = open_storage(f"file://{tmp_path / 'store'}")
+    local = tmp_path / "pod1"
+    best(local, 1, b"first")
+    CheckpointSync(store, "L1", PaddleDetAdapter(), local).sync(settle=False)
+    stored = CheckpointSync(store, "L1", PaddleDetAdapter(), local).remote()["best_model"]
+    # A file that does not match its manifest (overwritten behind our back) is refused.
+    store.put(f"L1/checkpoints/best_model/{stored.version}/best_model.pdparams", b"other")
+    with pytest.raises(CheckpointError, match="best_model: cannot read a consistent copy"):
+        CheckpointSync(store, "L1", PaddleDetAdapter(), tmp_path / "pod2").restore()
+
+
+class FlakyStorage(LocalStorage):
+    """File storage whose uploads fail the first `failures` times, as a flaky network does."""
+
+    def __init__(self, uri: str, failures: int) -> None:
+        super().__init__(uri)
+        self.failures = failures
+
+    def upload(self, key: str, path: Path) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise StorageError(f"storage upload {key}: SlowDown")
+        super().upload(key, path)
+
+
+def test_upload_failures_are_retried_then_reported(tmp_path: Path) -> None:
+    local = tmp_path / "ckpt"
+    ckpt(local, "0")
+    said: list[str] = []
+    sync = CheckpointSync(FlakyStorage(f"file://{tmp_path / 's1'}", failures=2), "Y1",
+                          PaddleDetAdapter(), local, say=said.append, backoff=0.01)  # fmt: skip
+    sync.stop()  # retries with backoff until stored
+    assert sync.errors == {} and "0" in sync.remote()
+    assert said[0] == "checkpoint 0 upload failed (will retry): storage upload "\
+        "Y1/checkpoints/0/" + sync.remote()["0"].version + "/0.pdopt: SlowDown"  # fmt: skip
+    broken = CheckpointSync(FlakyStorage(f"file://{tmp_path / 's2'}", failures=99), "Y1",
+                            PaddleDetAdapter(), local, say=said.append, backoff=0.01)  # fmt: skip
+    broken.stop()
+    assert list(broken.errors) == ["0"]
+    assert said[-1].startswith("checkpoint 0 could not be stored: storage upload Y1/")
 
 
 def test_a_framework_that_ignores_sigterm_is_killed_after_the_grace(tmp_path: Path) -> None:

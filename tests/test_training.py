@@ -6,6 +6,7 @@ One module fixture runs the trainings once; the tests read what they left in the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -25,7 +26,8 @@ from s3.servers import S3Endpoint
 from detk8s.datasets.synthetic import make_voc_dataset
 
 REPO = Path(__file__).resolve().parent.parent
-RESULT_FILES = ["train.log", "eval.log", "eval.json", "weights/model_final.pdparams"]
+# With eval (the default) the result is the best model on the val list, not the last epoch's.
+RESULT_FILES = ["train.log", "eval.log", "eval.json", "weights/best_model.pdparams"]
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Trained:
     bucket: str
     proxy: RecordingProxy
     results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+    weights_uri: str = ""
 
     def exec(self, run: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -83,6 +86,18 @@ def _project(root: Path, s3_url: str, bucket: str) -> None:
     )
 
 
+def _all_val_objects_difficult(data: Path, dest: Path) -> None:
+    """A copy whose val objects are all marked difficult, which VOC AP skips: mAP is exactly 0
+    after every epoch, so ppdet (best when >=) rewrites best_model after every epoch."""
+    shutil.copytree(data, dest)
+    for line in (dest / "val.txt").read_text().splitlines():
+        xml = dest / line.split()[1]
+        xml.write_text(xml.read_text().replace("<difficult>0<", "<difficult>1<"))
+    (dest.parent.parent / "datasets/synthetic_voc_ties.yml").write_text(
+        "_BASE_: synthetic_voc.yml\nsource: file://data/synthetic_voc_ties\n"
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(ceph_s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Any:
     client = ceph_s3.client()
@@ -91,6 +106,7 @@ def trained(ceph_s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> An
     with recording_proxy(ceph_s3.url) as proxy:
         _project(root, proxy.url, bucket)
         data = make_voc_dataset(root / "data/synthetic_voc")
+        _all_val_objects_difficult(data, root / "data/synthetic_voc_ties")
         for f in sorted(p for p in data.rglob("*") if p.is_file()):
             client.upload_file(str(f), bucket, f"datasets/synthetic_voc/{f.relative_to(data)}")
         env = {**os.environ, "AWS_ACCESS_KEY_ID": ceph_s3.access_key,
@@ -100,6 +116,18 @@ def trained(ceph_s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> An
         t = Trained(root, env, client, bucket, proxy)
         for run in ("tiny-picodet", "tiny-yolov3", "tiny-broken"):
             t.results[run] = t.exec(run)
+        # Weights from storage: tiny-picodet's final weights, pushed as an upstream file would be.
+        final = root / "output/tiny-picodet/ckpt/paddledet/model_final.pdparams"
+        pushed = t.cli("weights", "push", str(final), "--name", "picodet-tiny.pdparams")
+        assert pushed.returncode == 0, pushed.stderr
+        t.weights_uri = pushed.stdout.strip()
+        (root / "runs/tiny-pretrained.yml").write_text(
+            (root / "runs/tiny-resume.yml")
+            .read_text()
+            .replace("synthetic_voc", "synthetic_voc_ties")
+            + f"pretrain_weights: {t.weights_uri}\n"
+        )
+        t.results["tiny-pretrained"] = t.exec("tiny-pretrained")
         yield t
 
 
@@ -114,9 +142,11 @@ def test_trains_evaluates_and_stores(trained: Trained, run: str) -> None:
     assert record["fps"] > 0 and record["metrics"]["eval_samples"] == 4
     assert (record["gpus"], record["batch_size"], record["epochs"]) == (1, 2, 1)
     assert record["train_seconds"] > 0 and record["exit_status"] == "succeeded"
+    assert (record["weights"], record["weights_epoch"]) == ("best_model", 1)
+    assert record["checkpoint_errors"] == []
     keys = set(trained.keys(f"{run}/"))
     assert {f"{run}/{f}" for f in [*RESULT_FILES, "DONE"]} <= keys
-    assert f"{run}/checkpoints/model_final.complete" in keys
+    assert {f"{run}/checkpoints/{n}.json" for n in ("model_final", "best_model")} <= keys
 
 
 @pytest.mark.parametrize("run", ["tiny-picodet", "tiny-yolov3"])
@@ -169,7 +199,8 @@ def test_sigterm_mid_run_then_resume_in_a_new_pod(trained: Trained, tmp_path: Pa
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 300
-        while "tiny-resume/checkpoints/0.complete" not in trained.keys("tiny-resume/checkpoints/"):
+        wanted = {f"tiny-resume/checkpoints/{n}.json" for n in ("0", "best_model")}
+        while not wanted <= set(trained.keys("tiny-resume/checkpoints/")):
             assert proc.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "no checkpoint uploaded in time"
             time.sleep(0.2)
@@ -181,19 +212,64 @@ def test_sigterm_mid_run_then_resume_in_a_new_pod(trained: Trained, tmp_path: Pa
     out = log.read_text()
     assert proc.returncode == 143, out[-3000:]
     assert "stopped by SIGTERM: newest checkpoint stored" in out
-    stored = [k for k in trained.keys("tiny-resume/checkpoints/") if k.endswith(".complete")]
-    newest = max(int(k.rsplit("/", 1)[1].split(".")[0]) for k in stored if k[-10].isdigit())
+    keys = [k.removeprefix("tiny-resume/checkpoints/") for k in trained.keys("tiny-resume/")]
+    newest = max(int(k.removesuffix(".json")) for k in keys if k[:-5].isdigit())
     assert "tiny-resume/DONE" not in trained.keys("tiny-resume/")
     shutil.rmtree(trained.root / "output/tiny-resume")  # a new pod starts with empty disks
 
     resumed = trained.exec("tiny-resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:]
     assert f"[detk8s] resuming from checkpoint {newest}" in resumed.stdout
+    # The best model found before the kill came back too, with its AP: ppdet keeps it unless
+    # a later evaluation is at least as good.
+    assert "paddledet_worker: best_model so far: AP " in resumed.stdout
     epochs = [line for line in resumed.stdout.splitlines() if "ppdet.engine INFO: Epoch: [" in line]
     assert epochs and all(f"Epoch: [{e}]" not in line for e in range(newest + 1)
                           for line in epochs)  # fmt: skip
     record = json.loads(trained.get("tiny-resume/eval.json"))
     assert record["resumed_from"] == str(newest) and record["epochs"] == 3
+    assert record["weights"] == "best_model"
+
+
+def test_best_model_is_the_result_and_stored_as_rewritten(trained: Trained) -> None:
+    """3 epochs, evaluated after each: ppdet rewrites best_model in place whenever the val mAP
+    is at least as good (here always: see _all_val_objects_difficult). Each version reaches
+    storage; the stored one is the one on disk at the end, and the result is its mAP."""
+    result = trained.results["tiny-pretrained"]
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    manifest_key = f"{trained.bucket}/runs/tiny-pretrained/checkpoints/best_model.json"
+    writes = trained.proxy.writes(manifest_key.removesuffix(".json"))  # its files, then it
+    assert writes.count(manifest_key) >= 2, writes
+    manifest = json.loads(trained.get("tiny-pretrained/checkpoints/best_model.json"))
+    local = trained.root / "output/tiny-pretrained/ckpt/paddledet"
+    assert manifest["epoch"] == json.loads((local / "best_model.json").read_text())["epoch"]
+    for name, meta in manifest["files"].items():
+        stored = trained.get(f"tiny-pretrained/checkpoints/best_model/{manifest['version']}/{name}")
+        assert stored == (local / name).read_bytes(), name
+        assert hashlib.sha256(stored).hexdigest() == meta["sha256"]
+    record = json.loads(trained.get("tiny-pretrained/eval.json"))
+    assert (record["weights"], record["weights_epoch"]) == ("best_model", manifest["epoch"])
+    assert (
+        trained.get("tiny-pretrained/weights/best_model.pdparams")
+        == (local / "best_model.pdparams").read_bytes()
+    )
+    assert manifest["epoch"] == 3
+    assert "[detk8s] evaluating best_model (epoch 3) on val.txt" in result.stdout
+
+
+def test_pretrained_weights_come_from_s3(trained: Trained) -> None:
+    uri = trained.weights_uri
+    assert uri == f"s3://{trained.bucket}/runs/_weights/picodet-tiny.pdparams"
+    out = trained.results["tiny-pretrained"].stdout
+    local = trained.root / "output/tiny-pretrained/pretrained/picodet-tiny.pdparams"
+    assert f"[detk8s] pretrained weights {uri}: downloaded " in out
+    assert f"Finish loading model weights: {local}" in out
+    final = trained.root / "output/tiny-picodet/ckpt/paddledet/model_final.pdparams"
+    assert local.read_bytes() == final.read_bytes()
+    # `_weights` is not a run: collect does not list it.
+    listed = trained.cli("collect", "-o", "weights-check.json")
+    rows = json.loads((trained.root / "weights-check.json").read_text())
+    assert listed.returncode == 0 and "_weights" not in {r["run"] for r in rows}
 
 
 def test_collect_over_every_status(trained: Trained) -> None:

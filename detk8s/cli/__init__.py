@@ -16,6 +16,9 @@ from detk8s.cli import build_cmds  # noqa: F401
 
 # isort: split
 from detk8s.cli import results_cmds  # noqa: F401
+
+# isort: split
+from detk8s.cli import weights_cmds  # noqa: F401
 from detk8s.cli.common import app, err
 from detk8s.errors import DetkError
 

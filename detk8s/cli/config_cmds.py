@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs
+from detk8s.util import plain_table
 
 
 @app.command()
@@ -89,13 +90,42 @@ def validate(
     names: RunsArg = None,
     strict: StrictOpt = False,
 ) -> None:
-    """Check every run config (or the named ones): exit 0, or one line per problem and exit 2."""
+    """Check every run config (or the named ones): exit 0, or one line per problem and exit 2.
+
+    Prints each run's learning-rate schedule: total batch, lr, the lr upstream's linear rule
+    gives for that batch, and the warmup in iterations and in epochs."""
     from detk8s.backends.kubernetes.manifests import manifests_for
+    from detk8s.frameworks import get_adapter
+    from detk8s.schedule import summarize
 
     project, loaded = load_runs(names, all_runs=not names, strict=strict)
     for r in loaded:
         manifests_for(r, project.settings)
+    summaries = [
+        summarize(r.config, r.dataset, get_adapter(r.config.framework).schedule(r.config))
+        for r in loaded
+    ]
+    columns = ["run", "total batch", "lr", "linear-rule lr", "iters/epoch", "warmup iters",
+               "warmup epochs"]  # fmt: skip
+    rows = [
+        [
+            s.run,
+            str(s.total_batch),
+            f"{s.lr:g}",
+            "?" if s.rule_lr is None else f"{s.rule_lr:g} (lr is x{s.lr / s.rule_lr:.3g})",
+            _num(s.iterations_per_epoch),
+            _num(s.warmup_iterations),
+            "?" if s.warmup_epochs is None
+            else f"{s.warmup_epochs:.2f} ({s.warmup_share or 0:.1%} of {s.epochs})",
+        ]
+        for s in summaries
+    ]  # fmt: skip
+    sys.stdout.write(plain_table(columns, rows))
     typer.echo(f"{len(loaded)} run(s) valid: {', '.join(r.name for r in loaded)}")
+
+
+def _num(value: float | None) -> str:
+    return "?" if value is None else f"{value:,.0f}"
 
 
 @app.command()

@@ -10,9 +10,18 @@ import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from detk8s.frameworks import known_frameworks
+from detk8s.weights import parse_weights_source
 
 # A Kubernetes resource quantity (1Gi, 500m, 8).
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
@@ -24,6 +33,16 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Plain env values end up in the manifest; anything that smells of a credential must come from
 # a Secret instead.
 SECRET_LIKE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_KEY)", re.I)
+
+
+def _multiple_of_32(v: int) -> int:
+    # Detectors downsample by up to 32 (YOLOv3's stride, PicoDet's largest FPN level but one).
+    if v % 32:
+        raise ValueError(f"{v} is not a multiple of 32")
+    return v
+
+
+InputSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32)]
 
 
 class Strict(BaseModel):
@@ -75,7 +94,11 @@ class RunConfig(Strict):
         alias="model_config",
         description="The framework's model config, relative to the image's configs/<framework>/.",
     )
-    pretrain_weights: str | None = Field(None, description="URL or path of backbone weights.")
+    pretrain_weights: str | None = Field(
+        None,
+        description="Backbone weights: an http(s) URL, an s3:// URI (fetched by `detk8s exec` "
+        "before training), an absolute path in the image, or a path relative to the dataset.",
+    )
     dataset: str = Field(description="A dataset defined in configs/datasets/<name>.yml.")
     gpus: PositiveInt = Field(description="GPUs per node.")
     nodes: PositiveInt = 1
@@ -83,7 +106,20 @@ class RunConfig(Strict):
     lr: Annotated[float, Field(gt=0, description="Base learning rate.")]
     epochs: PositiveInt
     image: str = Field(description="Training image; `auto` means the project's image.")
-    eval: bool = Field(True, description="Evaluate on the val list during and after training.")
+    input_size: InputSize | None = Field(
+        None, description="Eval and export input size (square); default: the model config's."
+    )
+    train_sizes: list[InputSize] | None = Field(
+        None,
+        min_length=1,
+        description="Multi-scale training sizes, one picked per batch; default: the model "
+        "config's.",
+    )
+    eval: bool = Field(
+        True,
+        description="Evaluate on the val list at every snapshot and keep the best weights; the "
+        "result is the best weights' mAP.",
+    )
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="Framework config keys set verbatim (nested mapping)."
     )
@@ -125,6 +161,18 @@ class RunConfig(Strict):
         if v not in known_frameworks():
             raise ValueError(f"unknown framework {v!r} (known: {', '.join(known_frameworks())})")
         return v
+
+    @field_validator("pretrain_weights")
+    @classmethod
+    def _weights_source(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_weights_source(v)  # ValueError names what is wrong
+        return v
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _sorted_sizes(cls, v: list[int] | None) -> list[int] | None:
+        return sorted(set(v)) if v else v
 
     @field_validator("env")
     @classmethod

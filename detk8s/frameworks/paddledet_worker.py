@@ -13,12 +13,17 @@ It is copied into the image as a plain file and must not import anything from de
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import traceback
 from typing import Any
 
 PROG = "paddledet_worker"
+# Beside best_model.pd*: the epoch and AP of the weights ppdet last saved as best_model. detk8s
+# reads the epoch for eval.json; a resumed run reads the AP, so the best model survives restarts.
+BEST_MODEL = "best_model"
+BEST_INFO = BEST_MODEL + ".json"
 
 
 class WorkerError(Exception):
@@ -90,6 +95,44 @@ def find_resume_checkpoint(cfg: Any) -> str | None:
     return os.path.join(ckpt_dir, str(max(epochs))) if epochs else None
 
 
+def track_best_model(trainer: Any, ckpt_dir: str) -> None:
+    """Write best_model.json whenever ppdet saves best_model, and start from the stored best AP.
+
+    ppdet's Checkpointer keeps the best AP in memory only: after a restart its first evaluation
+    would overwrite a better best_model from before. It is found among the trainer's callbacks
+    (paddledet is pinned, so that attribute is stable)."""
+    from ppdet.engine.callbacks import Callback, Checkpointer
+
+    checkpointer = next((c for c in trainer._callbacks if isinstance(c, Checkpointer)), None)
+    info_path = os.path.join(ckpt_dir, BEST_INFO)
+    weights_path = os.path.join(ckpt_dir, BEST_MODEL + ".pdopt")  # ppdet writes it last
+    if checkpointer is not None and os.path.isfile(info_path) and os.path.isfile(weights_path):
+        with open(info_path, encoding="utf-8") as f:
+            checkpointer.best_ap = float(json.load(f)["ap"])
+        print(f"{PROG}: best_model so far: AP {checkpointer.best_ap:.4f}", flush=True)
+
+    def saved_at() -> int | None:
+        return os.stat(weights_path).st_mtime_ns if os.path.isfile(weights_path) else None
+
+    class BestModelInfo(Callback):
+        seen = saved_at()
+
+        def on_epoch_end(self, status: dict[str, Any]) -> None:
+            if status.get("mode") != "eval" or not status.get("save_best_model"):
+                return
+            mtime = saved_at()
+            if mtime is None or mtime == self.seen:
+                return
+            self.seen = mtime
+            info = {"epoch": status["epoch_id"] + 1, "ap": getattr(checkpointer, "best_ap", None)}
+            tmp = info_path + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(info, f)
+            os.replace(tmp, info_path)
+
+    trainer.register_callbacks([BestModelInfo(trainer)])
+
+
 def train(args: argparse.Namespace) -> None:
     cfg = load_cfg(args.config, args.opt)
     from ppdet.engine import Trainer, init_parallel_env
@@ -97,6 +140,8 @@ def train(args: argparse.Namespace) -> None:
     if world_size() > 1:
         init_parallel_env()  # also seeds each rank differently, as tools/train.py does
     trainer = Trainer(cfg, mode="train")
+    if args.eval:
+        track_best_model(trainer, os.path.join(cfg.save_dir, cfg.filename))
 
     resume = find_resume_checkpoint(cfg) if args.resume == "auto" else args.resume
     if resume:

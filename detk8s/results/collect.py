@@ -50,7 +50,7 @@ def _index(storage: Storage) -> dict[str, dict[str, str]]:
     runs: dict[str, dict[str, str]] = {}
     for obj in storage.list(""):
         run, sep, rest = obj.key.partition("/")
-        if sep and run and not run.startswith("."):
+        if sep and run and not run.startswith((".", "_")):  # not runs: see detk8s.storage
             runs.setdefault(run, {})[rest.split("/", 1)[0]] = obj.etag
     return runs
 
@@ -129,8 +129,8 @@ def collect(
     return [results[r] for r in sorted(results, key=natural_key)]
 
 
-COLUMNS = ("run", "status", "model", "data", "GPUs x nodes", "batch", "lr", "epochs", "mAP",
-           "mAP50:95", "FPS", "train time", "GPU-hours")  # fmt: skip
+COLUMNS = ("run", "status", "model", "data", "GPUs x nodes", "batch", "lr", "epochs", "weights",
+           "mAP", "mAP50:95", "FPS", "train time", "GPU-hours")  # fmt: skip
 
 
 def row(r: RunResult) -> dict[str, Any]:
@@ -149,6 +149,7 @@ def row(r: RunResult) -> dict[str, Any]:
         "batch": r.value("batch_size"),
         "lr": r.value("lr"),
         "epochs": r.value("epochs"),
+        "weights": _weights(rec) if rec else None,
         "mAP": rec.map50 if rec else None,
         "mAP50:95": rec.map50_95 if rec else None,
         "FPS": rec.fps if rec else None,
@@ -156,6 +157,13 @@ def row(r: RunResult) -> dict[str, Any]:
         "GPU-hours": round(rec.gpu_hours, 3) if rec else None,
         "reason": r.reason,
     }
+
+
+def _weights(rec: EvalRecord) -> str | None:
+    """Which weights the mAP is of: `best_model, epoch 40`."""
+    if rec.weights is None:
+        return None
+    return rec.weights + (f", epoch {rec.weights_epoch}" if rec.weights_epoch else "")
 
 
 def hms(seconds: float | None) -> str:

@@ -26,6 +26,8 @@ class EvalRecord(BaseModel):
     batch_size: int
     lr: float
     epochs: int
+    weights: str | None = Field(None, description="The checkpoint evaluated: best_model, ...")
+    weights_epoch: int | None = Field(None, description="Epochs trained when it was saved.")
     metrics: dict[str, Any] = Field(default_factory=dict)
     map50: float | None = Field(None, description="mAP@0.5 in percent")
     map50_95: float | None = Field(None, description="COCO AP@[.5:.95] in percent")
@@ -34,6 +36,9 @@ class EvalRecord(BaseModel):
     eval_seconds: float | None = None
     image: str | None = None
     resumed_from: str | None = None
+    checkpoint_errors: list[str] = Field(
+        default_factory=list, description="Checkpoints that could not be stored, and why."
+    )
     started: str
     finished: str
     exit_status: str = "succeeded"
@@ -54,3 +59,4 @@ class FailureRecord(BaseModel):
     exit_code: int | None = None
     finished: str | None = None
     log_tail: list[str] = Field(default_factory=list, description="The log's last lines.")
+    checkpoint_errors: list[str] = Field(default_factory=list)

@@ -41,6 +41,20 @@ def prepare_dataset(dataset: DatasetConfig, root: Path, results: Storage) -> Non
             raise DataError(f"dataset {dataset.name}: {root / name} does not exist")
 
 
+def fetch_weights(results: Storage, uri: str, dest: Path) -> str:
+    """Download the object `uri` (on the results' service) to `dest`, unless a file of the same
+    size is there already. Says which it did."""
+    parent, _, name = uri.rpartition("/")
+    store = results.sibling(parent)
+    remote = next((obj for obj in store.list(name) if obj.key == name), None)
+    if remote is None:
+        raise DataError(f"pretrain_weights {uri} does not exist")
+    if dest.is_file() and dest.stat().st_size == remote.size:
+        return "present"
+    store.download(name, dest)
+    return f"downloaded {remote.size / 1e6:.1f} MB"
+
+
 def write_train_subset(dataset: DatasetConfig, root: Path, out: Path) -> int:
     """The first ceil(N x fraction) lines of the train list, in order (deterministic)."""
     lines = (root / dataset.train_list).read_text(encoding="utf-8").splitlines(keepends=True)

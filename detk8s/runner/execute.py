@@ -17,10 +17,11 @@ from detk8s.layout import Layout
 from detk8s.results.metrics import parse_metrics
 from detk8s.results.record import EvalRecord, FailureRecord
 from detk8s.runner.checkpoints import CheckpointSync
-from detk8s.runner.data import prepare_dataset, write_train_subset
+from detk8s.runner.data import DataError, fetch_weights, prepare_dataset, write_train_subset
 from detk8s.runner.process import Terminated, run_teed
 from detk8s.runner.rank import is_rank0
 from detk8s.storage import DONE, EVAL_JSON, FAILED, TRAIN_LOG, Storage
+from detk8s.weights import parse_weights_source
 
 EVAL_LOG = "eval.log"
 WEIGHTS = "weights"
@@ -43,6 +44,7 @@ class Execution:
     tee: bool = True
     force: bool = False
     rank0: bool = field(default_factory=is_rank0)
+    sync: CheckpointSync | None = field(default=None, init=False)
 
     @property
     def run_dir(self) -> Path:
@@ -67,11 +69,14 @@ class Execution:
         adapter = get_adapter(self.run.framework)
         try:
             self._prepare_data()
+            self._prepare_weights()
             ckpt_dir = adapter.checkpoint_dir(self.run, self.layout)
             ckpt_dir.mkdir(parents=True, exist_ok=True)
             sync = CheckpointSync(
-                self.storage, self.run.name, adapter, ckpt_dir, interval=CHECKPOINT_INTERVAL
-            )
+                self.storage, self.run.name, adapter, ckpt_dir, interval=CHECKPOINT_INTERVAL,
+                say=self.say,
+            )  # fmt: skip
+            self.sync = sync
             resume = sync.restore()
             argv = list(self.launch)
             if resume is not None:
@@ -96,6 +101,19 @@ class Execution:
         except DetkError as e:
             return self._fail(str(e), 1)
 
+    def _prepare_weights(self) -> None:
+        """Pretrained weights in object storage, fetched once to where the config expects them
+        (a pod without egress starts too)."""
+        if not self.run.pretrain_weights:
+            return
+        source = parse_weights_source(self.run.pretrain_weights)
+        local = Path(self.layout.pretrained_weights(self.run.name, self.dataset, source))
+        if source.kind == "s3":
+            fetched = fetch_weights(self.storage, source.value, local)
+            self.say(f"pretrained weights {source.value}: {fetched} -> {local}")
+        elif source.kind != "url" and not local.is_file():
+            raise DataError(f"pretrain_weights {self.run.pretrain_weights}: {local} does not exist")
+
     def _prepare_data(self) -> None:
         root = Path(self.layout.dataset_dir(self.dataset))
         prepare_dataset(self.dataset, root, self.storage)
@@ -107,12 +125,15 @@ class Execution:
     def _evaluate_and_store(
         self, adapter: FrameworkAdapter, started: str, train_seconds: float, resume: Path | None
     ) -> int:
-        weights = adapter.final_weights(self.run, self.layout)
-        if not weights.is_file():
-            return self._fail(f"training ended without final weights ({weights.name})", 1)
-        self.say(f"evaluating {weights.name} on {self.dataset.val_list}")
+        ckpt_dir = adapter.checkpoint_dir(self.run, self.layout)
+        result = adapter.evaluated_weights(self.run, ckpt_dir)
+        if result is None:
+            return self._fail(f"training ended without final weights in {ckpt_dir}", 1)
+        weights = result.weights
+        epoch = f" (epoch {result.epoch})" if result.epoch else ""
+        self.say(f"evaluating {result.name}{epoch} on {self.dataset.val_list}")
         t0 = time.monotonic()
-        argv = adapter.eval_command(self.run, self.layout, str(weights))
+        argv = adapter.eval_command(self.run, self.layout, weights)
         eval_log = self.run_dir / EVAL_LOG
         eval_log.unlink(missing_ok=True)
         code = run_teed(argv, eval_log, Terminated(), tee=self.tee)
@@ -133,6 +154,8 @@ class Execution:
             batch_size=self.run.batch_size,
             lr=self.run.lr,
             epochs=self.run.epochs,
+            weights=result.name,
+            weights_epoch=result.epoch,
             metrics=metrics,
             map50=metrics.get("map50"),
             map50_95=metrics.get("map50_95"),
@@ -141,6 +164,7 @@ class Execution:
             eval_seconds=round(time.monotonic() - t0, 1),
             image=os.environ.get("DETK8S_IMAGE"),
             resumed_from=resume.name if resume else None,
+            checkpoint_errors=self._checkpoint_errors(),
             started=started,
             finished=now(),
             detk8s_version=__version__,
@@ -159,6 +183,10 @@ class Execution:
         self.say(f"{self.run.name} done: {summary}; results in {self.storage.uri}/{self.run.name}/")
         return 0
 
+    def _checkpoint_errors(self) -> list[str]:
+        errors = self.sync.errors if self.sync else {}
+        return [f"{name}: {e}" for name, e in errors.items()]
+
     def _train_images(self) -> int | None:
         if self.dataset.train_fraction is None:
             return self.dataset.train_images
@@ -173,8 +201,9 @@ class Execution:
                 log.read_text(errors="replace").splitlines()[-TAIL_LINES:] if log.is_file() else []
             )
             record = FailureRecord(
-                run=self.run.name, reason=reason, exit_code=code, finished=now(), log_tail=tail
-            )
+                run=self.run.name, reason=reason, exit_code=code, finished=now(), log_tail=tail,
+                checkpoint_errors=self._checkpoint_errors(),
+            )  # fmt: skip
             try:
                 if log.is_file():
                     self.storage.upload(self.key(TRAIN_LOG), log)

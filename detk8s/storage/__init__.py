@@ -5,6 +5,8 @@ Layout under the root, one prefix per run (the contract `collect` and `submit` r
     <run>/train.log  <run>/eval.json  <run>/weights/...  <run>/checkpoints/...
     <run>/DONE       written last, after everything it vouches for
     <run>/FAILED     instead of DONE, with the reason
+Top-level names that start with `_` are not runs (run names start with a letter):
+    _weights/...     pretrained weights pushed by `detk8s weights push`
 """
 
 from __future__ import annotations
@@ -15,5 +17,15 @@ DONE = "DONE"
 FAILED = "FAILED"
 EVAL_JSON = "eval.json"
 TRAIN_LOG = "train.log"
+WEIGHTS_PREFIX = "_weights"
 
-__all__ = ["DONE", "EVAL_JSON", "FAILED", "TRAIN_LOG", "Storage", "StoredObject", "open_storage"]
+__all__ = [
+    "DONE",
+    "EVAL_JSON",
+    "FAILED",
+    "TRAIN_LOG",
+    "WEIGHTS_PREFIX",
+    "Storage",
+    "StoredObject",
+    "open_storage",
+]
