@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The PyTorch trainers (ultralytics) cannot share a venv with paddle: their own, with detk8s.
+TORCH_VENV := .venv-torch
+TORCH_STAMP := $(TORCH_VENV)/.installed
 TINY := examples/tiny
 
 .PHONY: demo test lint format bench system-deps clean
@@ -14,15 +17,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-# The whole pipeline on embedded defaults: check and render every shipped run, then train two
-# tiny runs for real on CPU (local backend, file storage, a generated dataset) and collect them.
-demo: $(STAMP)
+$(TORCH_STAMP): pyproject.toml
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(TORCH_VENV)/bin/pip install --quiet -e ".[s3,ultralytics]"
+	touch $@
+
+# The whole pipeline on embedded defaults: check and render every shipped run, then train three
+# tiny runs for real on CPU (local backend, file storage, a generated dataset): PicoDet and
+# YOLOv3 with PaddleDetection, YOLOv5 with ultralytics; and collect them.
+demo: $(STAMP) $(TORCH_STAMP)
 	$(BIN)/detk8s runs
 	$(BIN)/detk8s validate --strict
 	$(BIN)/detk8s render --all --output out
 	$(BIN)/python -m detk8s.datasets.synthetic $(TINY)/data/synthetic_voc
 	$(BIN)/detk8s --project $(TINY) submit tiny-picodet --wait
 	$(BIN)/detk8s --project $(TINY) submit tiny-yolov3 --wait
+	$(BIN)/detk8s --project $(TINY) submit tiny-yolov5 --wait
 	$(BIN)/detk8s --project $(TINY) collect --output $(TINY)/summary.md --plot $(TINY)/map.png
 
 # The integration tests' real servers and builder: Ceph RGW and podman (+ the CI base image).
@@ -30,7 +41,7 @@ system-deps:
 	bash .ci/install-ceph.sh
 	bash .ci/podman-setup.sh > /dev/null
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(TORCH_STAMP) system-deps
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -49,4 +60,4 @@ bench: $(STAMP) system-deps
 	. /var/tmp/detk8s-podman/env.sh && $(BIN)/python benchmarks/build_speed.py
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache $(TINY)/data $(TINY)/output $(TINY)/store
+	rm -rf $(VENV) $(TORCH_VENV) out .pytest_cache .ruff_cache $(TINY)/data $(TINY)/output $(TINY)/store

@@ -2,34 +2,41 @@
 
 from __future__ import annotations
 
-from detk8s.config.load import LoadedRun
+from detk8s import podenv, yaml_io
 from detk8s.config.schema import ProjectConfig, SecretRef
 from detk8s.errors import ConfigError
 from detk8s.frameworks import get_adapter
 from detk8s.labels import FRAMEWORK_LABEL, MANAGED_BY_LABEL, RUN_LABEL
 from detk8s.layout import POD, RUN_FILE, Layout
+from detk8s.project import LoadedRun
 from detk8s.spec import DataVolume, JobSpec
 
 AUTO_IMAGE = "auto"
-# The keys of the project's storage Secret, named as boto3 reads them from the environment.
-STORAGE_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def image_name(loaded: LoadedRun, project: ProjectConfig) -> str | None:
+    """The `images:` key the run's image names: its framework's family for `auto`, a key, or
+    a declared repository without a tag; None for an image named verbatim."""
+    from detk8s.build.images import declared_image
+
+    run = loaded.config
+    if run.image == AUTO_IMAGE:
+        return get_adapter(run.framework).family
+    return declared_image(run.image, project)
 
 
 def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
     """`auto`, an `images:` key or a declared repository without a tag: that image tagged by
     the hash of its current inputs (what `detk8s build` builds). Anything else verbatim."""
     from detk8s.build.context import ContextError
-    from detk8s.build.images import declared_image, image_build
+    from detk8s.build.images import image_build
 
-    run = loaded.config
-    name = run.framework if run.image == AUTO_IMAGE else declared_image(run.image, project)
+    name = image_name(loaded, project)
     if name is None:
-        return run.image
+        return loaded.config.image
     config = project.images.get(name)
     if config is None:
-        raise ConfigError(
-            loaded.file, "image", f"is 'auto' but detk8s.yaml has no images.{run.framework}"
-        )
+        raise ConfigError(loaded.file, "image", f"is 'auto' but detk8s.yaml has no images.{name}")
     root = loaded.project_root
     key = (name, str(root), config.model_dump_json())
     if key not in _IMAGE_REFS:  # one hash of the build context per image and process
@@ -55,72 +62,78 @@ def nccl_env(loaded: LoadedRun) -> dict[str, str]:
     return env
 
 
-def storage_env(project: ProjectConfig) -> tuple[dict[str, str], dict[str, SecretRef]]:
+def storage_env(
+    project: ProjectConfig, storage_uri: str
+) -> tuple[dict[str, str], dict[str, SecretRef]]:
     storage = project.storage
-    env = {"DETK8S_STORAGE": storage.uri}
+    env = {podenv.STORAGE: storage_uri}
     if storage.endpoint_url:
-        env["AWS_ENDPOINT_URL"] = storage.endpoint_url
+        env[podenv.AWS_ENDPOINT_URL] = storage.endpoint_url
     if storage.region:
-        env["AWS_DEFAULT_REGION"] = storage.region
+        env[podenv.AWS_DEFAULT_REGION] = storage.region
     secrets = {}
     if storage.secret:
-        secrets = {k: SecretRef(secret=storage.secret, key=k) for k in STORAGE_SECRET_KEYS}
+        secrets = {k: SecretRef(secret=storage.secret, key=k) for k in podenv.AWS_SECRET_KEYS}
     return env, secrets
 
 
-def run_file(loaded: LoadedRun) -> str:
-    """The resolved run and dataset, for `detk8s exec` where there is no project checkout."""
-    import yaml
-
-    return yaml.dump(
+def run_file(loaded: LoadedRun, layout: Layout) -> str:
+    """The resolved run, its dataset and the layout: all `detk8s exec` needs where there is no
+    project checkout (the pod), and the same file on this machine."""
+    return yaml_io.dump(
         {
-            "run": loaded.config.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "run": loaded.config.model_dump(mode="json", exclude_none=True),
             "dataset": loaded.dataset.model_dump(mode="json", exclude_none=True),
-        },
-        Dumper=getattr(yaml, "CSafeDumper", yaml.SafeDumper),
-        sort_keys=False,
+            "layout": layout.to_dict(),
+        }
     )
 
 
-def exec_command(run: str, layout: Layout, launch: list[str]) -> list[str]:
-    """`detk8s exec` prepares data, runs `launch`, uploads checkpoints and results."""
-    return ["detk8s", "exec", run, "--run-file", layout.run_file, "--", *launch]
+def exec_command(run: str, layout: Layout) -> list[str]:
+    """`detk8s exec` prepares data, builds this replica's train command, trains, uploads
+    checkpoints and results."""
+    return [*layout.detk8s, "exec", run, "--run-file", layout.run_file]
 
 
-def data_volume(loaded: LoadedRun) -> DataVolume:
-    dataset = loaded.dataset
-    mount = POD.dataset_dir(dataset)
-    if dataset.source.startswith("pvc://"):
-        claim, _, sub_path = dataset.source.removeprefix("pvc://").partition("/")
-        return DataVolume(mount, claim=claim, sub_path=sub_path.strip("/") or None)
-    return DataVolume(mount)
+def data_volume(loaded: LoadedRun, layout: Layout) -> DataVolume:
+    location = loaded.dataset.location
+    return DataVolume(
+        layout.dataset_dir(loaded.dataset), claim=location.claim, sub_path=location.sub_path
+    )
 
 
-def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
+def build_job_spec(
+    loaded: LoadedRun,
+    project: ProjectConfig,
+    layout: Layout = POD,
+    image: str | None = None,
+    storage_uri: str | None = None,
+) -> JobSpec:
+    """The job of a run: for a pod (POD layout, its image) or for this machine (a local layout,
+    no image, the storage URI resolved against the project)."""
     run = loaded.config
-    launch = get_adapter(run.framework).launch(run, loaded.dataset, POD)
-    store_env, store_secrets = storage_env(project)
+    plan = get_adapter(run.framework).plan(loaded.run, layout)
+    store_env, store_secrets = storage_env(project, storage_uri or project.storage.uri)
+    image_env = {podenv.IMAGE: image} if image else {}
     # Later wins: the run's own env overrides what detk8s and the adapter chose.
-    image = resolve_image(loaded, project)
-    env = {**nccl_env(loaded), **launch.env, **store_env, "DETK8S_IMAGE": image, **run.env}
-    files = {**launch.files, RUN_FILE: run_file(loaded)}
+    env = {**nccl_env(loaded), **plan.env, **store_env, **image_env, **run.env}
     return JobSpec(
         run=run.name,
         name=run.job_name,
         namespace=project.namespace or "default",
         framework=run.framework,
-        kind=launch.job_kind,
+        kind=plan.job_kind,
         image=image,
-        command=exec_command(run.name, POD, launch.command),
+        command=exec_command(run.name, layout),
         env=env,
         secret_env={**store_secrets, **run.secret_env},
-        files=files,
+        files={**plan.files, RUN_FILE: run_file(loaded, layout)},
         gpus=run.gpus,
         nodes=run.nodes,
         cpu=run.resources.cpu,
         memory=run.resources.memory,
         shm_size=run.shm_size,
-        data=data_volume(loaded),
+        data=data_volume(loaded, layout),
         restart_policy=run.restart_policy,
         termination_grace_seconds=run.termination_grace_seconds,
         run_policy=run.run_policy,
@@ -129,3 +142,8 @@ def build_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
         priority_class=run.priority_class,
         labels={RUN_LABEL: run.name, FRAMEWORK_LABEL: run.framework, MANAGED_BY_LABEL: "detk8s"},
     )
+
+
+def pod_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
+    """The job as the cluster runs it: pod paths and the run's image."""
+    return build_job_spec(loaded, project, POD, resolve_image(loaded, project))

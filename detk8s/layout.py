@@ -1,11 +1,13 @@
 """Where a run's files are on the machine that runs it: inside the pod, or on this machine for
-the local backend. Adapters build paths from a Layout, never from literals."""
+the local backend. Adapters build paths from a Layout, never from literals; run.yaml carries the
+layout, so `detk8s exec` runs a job the same way in a pod and here."""
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from detk8s.config.schema import DatasetConfig
 from detk8s.paths import PACKAGE_DIR, data_path
@@ -22,13 +24,15 @@ class Layout:
     configs_root: str  # our model configs: <configs_root>/<framework>/<file>
     package_dir: str  # the installed detk8s package (worker scripts)
     python: str = "python"  # the interpreter that has the framework installed
+    detk8s: tuple[str, ...] = ("detk8s",)  # how to start detk8s itself
 
     def run_dir(self, run: str) -> str:
         return f"{self.output_dir}/{run}"
 
     def dataset_dir(self, dataset: DatasetConfig) -> str:
-        if dataset.source.startswith("file://"):  # already on this machine's disk
-            return dataset.source.removeprefix("file://").rstrip("/") or "/"
+        location = dataset.location
+        if location.kind == "file":  # already on this machine's disk
+            return location.path or "/"
         return f"{self.data_dir}/{dataset.name}"
 
     def train_list(self, run: str, dataset: DatasetConfig) -> str:
@@ -39,9 +43,9 @@ class Layout:
         return f"{self.run_dir(run)}/lists/{Path(dataset.train_list).name}"
 
     def pretrained_weights(self, run: str, dataset: DatasetConfig, source: WeightsSource) -> str:
-        """Where training reads `source` from: s3 weights are fetched into the run's dir by
-        `detk8s exec`; URLs are the framework's to download."""
-        if source.kind == "s3":
+        """Where training reads `source` from: `detk8s exec` fetches URLs and s3 objects into
+        the run's dir before training, so trainers only ever see a local file."""
+        if source.kind in ("s3", "url"):
             return f"{self.run_dir(run)}/pretrained/{source.file_name}"
         if source.kind == "dataset":
             return f"{self.dataset_dir(dataset)}/{source.value}"
@@ -54,6 +58,13 @@ class Layout:
     def run_file(self) -> str:
         return f"{self.config_dir}/{RUN_FILE}"
 
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "detk8s": list(self.detk8s)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Layout:
+        return cls(**{**data, "detk8s": tuple(data.get("detk8s", ("detk8s",)))})
+
 
 # Inside the training image and pod; the Dockerfile installs detk8s from /opt/detk8s.
 POD = Layout(
@@ -65,14 +76,17 @@ POD = Layout(
 )
 
 
-def local_layout(workdir: Path, run: str) -> Layout:
-    """This machine: everything of a run under `workdir/<run>/`, datasets under `workdir/data`."""
+def local_layout(workdir: Path, run: str, python: str | None = None) -> Layout:
+    """This machine: everything of a run under `workdir/<run>/`, datasets under `workdir/data`;
+    the trainer (and detk8s) run by `python`, default this one."""
     workdir = workdir.resolve()
+    python = python or sys.executable
     return Layout(
         config_dir=str(workdir / run / "config"),
         data_dir=str(workdir / "data"),
         output_dir=str(workdir),
         configs_root=str(data_path("configs")),
         package_dir=str(PACKAGE_DIR),
-        python=sys.executable,
+        python=python,
+        detk8s=(python, "-m", "detk8s"),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -26,3 +27,9 @@ def model_configs_dir(framework: str) -> str:
 
 
 PROJECT_FILE = "detk8s.yaml"
+
+
+def user_cache_dir() -> Path:
+    """detk8s's cache on this machine ($XDG_CACHE_HOME/detk8s): safe to delete at any time."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "detk8s"

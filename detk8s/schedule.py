@@ -40,7 +40,8 @@ def iterations_per_epoch(run: RunConfig, train_images: int) -> int:
 def summarize(run: RunConfig, dataset: DatasetConfig, schedule: Schedule) -> ScheduleSummary:
     rule = None
     if schedule.reference_lr is not None and schedule.reference_batch:
-        rule = schedule.reference_lr * run.total_batch / schedule.reference_batch
+        effective = max(run.total_batch, schedule.accumulate_to or 0)
+        rule = schedule.reference_lr * effective / schedule.reference_batch
     per_epoch = iterations_per_epoch(run, dataset.train_size) if dataset.train_size else None
     iters: float | None = schedule.warmup_iterations
     epochs = schedule.warmup_epochs

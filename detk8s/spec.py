@@ -1,7 +1,8 @@
 """The backend-neutral description of a run's job (TorchX's AppDef, for detection training).
 
-Framework adapters say how to launch one replica (`Launch`); `build_job_spec` adds what every job
-has (resources, NCCL, storage, scheduling); backends turn a `JobSpec` into their own request.
+Framework adapters say what every replica gets (`frameworks.base.Plan`); `jobspec.build_job_spec`
+adds what every job has (resources, NCCL, storage, scheduling); backends turn a `JobSpec` into
+their own request: Kubernetes manifests, or a process on this machine.
 """
 
 from __future__ import annotations
@@ -9,16 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from detk8s.config.schema import RunPolicy, SecretRef
-
-
-@dataclass(frozen=True)
-class Launch:
-    """What a framework adapter says about one replica of a run."""
-
-    job_kind: str  # the Kubeflow kind whose launcher conventions the command follows
-    command: list[str]  # an argument list: no shell ever parses it
-    env: dict[str, str]
-    files: dict[str, str]  # file name -> content, mounted read-only at Layout.config_dir
+from detk8s.names import config_map_name
 
 
 @dataclass(frozen=True)
@@ -37,12 +29,12 @@ class JobSpec:
     namespace: str
     framework: str
     kind: str
-    image: str
-    command: list[str]
+    image: str | None  # None: not run from an image (the local backend)
+    command: list[str]  # `detk8s exec`, which builds each replica's train command in the pod
     env: dict[str, str]
     secret_env: dict[str, SecretRef]
-    files: dict[str, str]
-    gpus: int
+    files: dict[str, str]  # file name -> content, at Layout.config_dir
+    gpus: int  # per node; also the processes per node
     nodes: int
     cpu: str
     memory: str
@@ -58,4 +50,4 @@ class JobSpec:
 
     @property
     def config_map(self) -> str:
-        return f"{self.name}-config"
+        return config_map_name(self.run)

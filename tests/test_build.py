@@ -169,22 +169,22 @@ def test_render_names_the_content_tag(project: Path, cli: Any) -> None:
     from detk8s.config.schema import ImageConfig
 
     expected = image_build(
-        "paddledet", ImageConfig(repository="registry.example.com/detk8s/paddledet"), project
+        "paddle", ImageConfig(repository="registry.example.com/detk8s/paddle"), project
     ).ref
     out = cli("render", "Y4").out
     assert f"image: {expected}\n" in out
     dry = cli("build", "--dry-run")
     assert dry.code == 0, dry.err
-    assert dry.out.splitlines()[0] == f"paddledet: {expected}"
+    assert dry.out.splitlines()[0] == f"paddle: {expected}"
 
 
 def test_a_run_naming_the_repository_gets_the_tag_too(project: Path, cli: Any) -> None:
     (project / "configs/runs/Y4.yml").write_text(
         (project / "configs/runs/Y4.yml").read_text()
-        + "image: registry.example.com/detk8s/paddledet\n"
+        + "image: registry.example.com/detk8s/paddle\n"
     )
-    auto = cli("render", "Y3").out.split("image: registry.example.com/detk8s/paddledet:")[1][:16]
-    named = cli("render", "Y4").out.split("image: registry.example.com/detk8s/paddledet:")[1][:16]
+    auto = cli("render", "Y3").out.split("image: registry.example.com/detk8s/paddle:")[1][:16]
+    named = cli("render", "Y4").out.split("image: registry.example.com/detk8s/paddle:")[1][:16]
     assert auto == named
     (project / "configs/runs/Y4.yml").write_text("_BASE_: ../bases/yolov3_mobilenet_v1.yml\n"
                                                  "dataset: mouse_other_voc\ngpus: 1\n"
@@ -196,11 +196,11 @@ def test_a_run_naming_the_repository_gets_the_tag_too(project: Path, cli: Any) -
 def test_build_errors_are_one_line(project: Path, cli: Any) -> None:
     r = cli("build", "nope")
     assert r.code == 2 and r.err.strip().count("\n") == 0 and "no image 'nope'" in r.err
-    r = cli("build", "paddledet", "--build-arg", "NOEQUALS")
+    r = cli("build", "paddle", "--build-arg", "NOEQUALS")
     assert r.code == 2 and "expected KEY=VALUE" in r.err
     r = cli("build", "--builder", "nerdctl", "--dry-run")
     assert r.code == 1 and "unknown builder 'nerdctl'" in r.err
-    project_image(project, "paddledet", repository="r/p", context=".", dockerfile="Missing")
+    project_image(project, "paddle", repository="r/p", context=".", dockerfile="Missing")
     r = cli("build")
     assert r.code == 2 and "Missing" in r.err and "Traceback" not in r.err
 
@@ -246,7 +246,7 @@ def tiny_project(project: Path, podman_env: dict[str, str]) -> Iterator[tuple[Pa
     """The project with one tiny image whose context is the project; its images removed after."""
     tiny_context(project / "img")
     repo = f"localhost/detk8s-test-{uuid.uuid4().hex[:8]}"
-    project_image(project, "paddledet", repository=repo, context="img")
+    project_image(project, "paddle", repository=repo, context="img")
     yield project, repo
     tags = podman("images", "--format", "{{.Repository}}:{{.Tag}}", repo, check=False).stdout
     for ref in tags.split():
@@ -258,13 +258,13 @@ def test_build_then_skip_when_present(tiny_project: tuple[Path, str], cli: Any) 
     project, repo = tiny_project
     first = cli("build", "--builder", "podman")
     assert first.code == 0, first.err
-    ref = first.out.strip().removeprefix("paddledet: built ")
+    ref = first.out.strip().removeprefix("paddle: built ")
     assert ref.startswith(f"{repo}:") and "STEP 2/4: COPY app /app" in first.err
     assert podman("run", "--rm", ref).stdout == "hello\n"
     assert f"image: {ref}\n" in cli("render", "Y4").out  # what the job names is what was built
 
     again = cli("build", "--builder", "podman")
-    assert again.code == 0 and again.out == f"paddledet: {ref} exists locally: nothing to build\n"
+    assert again.code == 0 and again.out == f"paddle: {ref} exists locally: nothing to build\n"
     assert "STEP" not in again.err
 
     (project / "img" / "notes.md").write_text("ignored: not copied\n")
@@ -272,7 +272,7 @@ def test_build_then_skip_when_present(tiny_project: tuple[Path, str], cli: Any) 
     (project / "img" / "app" / "hello.txt").write_text("hello again\n")
     changed = cli("build", "--builder", "podman", "-q")
     assert changed.code == 0, changed.err
-    new_ref = changed.out.strip().removeprefix("paddledet: built ")
+    new_ref = changed.out.strip().removeprefix("paddle: built ")
     assert new_ref != ref and podman("run", "--rm", new_ref).stdout == "hello again\n"
     assert "Using cache" not in changed.err and "STEP 1/4" in changed.err  # -q: steps only
 
@@ -286,7 +286,7 @@ def test_failed_build_ends_with_the_builders_last_lines(
     r = cli("build", "--builder", "podman", "--quiet")
     assert r.code == 1
     lines = r.err.strip().splitlines()
-    assert lines[-1].startswith("error: paddledet: podman build failed at step 5/5: RUN echo")
+    assert lines[-1].startswith("error: paddle: podman build failed at step 5/5: RUN echo")
     assert lines[-1].endswith("(exit code 7)") or "exit code" in lines[-1]
     assert any(line == "about to fail" for line in lines[:-1])
     assert "Traceback" not in r.err
@@ -352,13 +352,13 @@ def test_build_skips_what_the_registry_has(
 ) -> None:
     tiny_context(project / "img")
     repo = f"{registry}/detk8s/tiny"
-    project_image(project, "paddledet", repository=repo, context="img")
-    ref = cli("build", "--dry-run").out.splitlines()[0].removeprefix("paddledet: ")
+    project_image(project, "paddle", repository=repo, context="img")
+    ref = cli("build", "--dry-run").out.splitlines()[0].removeprefix("paddle: ")
     FakeRegistry.manifests.add(f"/v2/detk8s/tiny/manifests/{ref.rsplit(':', 1)[1]}")
     for args in (["build", "--builder", "podman"], ["build", "--builder", "podman", "--push"]):
         r = cli(*args)
         assert r.code == 0, r.err
-        assert r.out == f"paddledet: {ref} exists in the registry: nothing to build or push\n"
+        assert r.out == f"paddle: {ref} exists in the registry: nothing to build or push\n"
     assert podman("image", "exists", ref, check=False).returncode == 1  # nothing was built
     assert FakeRegistry.seen.count(f"/v2/detk8s/tiny/manifests/{ref.rsplit(':', 1)[1]}") >= 2
 
@@ -368,18 +368,18 @@ def test_build_skips_what_the_registry_has(
 
 def test_in_cluster_job_validates_and_carries_the_hashed_context(project: Path, cli: Any) -> None:
     cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
-    cfg["images"]["paddledet"] = {
-        "repository": "registry.example.com/detk8s/paddledet",
+    cfg["images"]["paddle"] = {
+        "repository": "registry.example.com/detk8s/paddle",
         "registry_secret": "regcred",
         "build_args": {"PADDLE": "paddlepaddle-gpu==2.6.2"},
     }
     (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
-    r = cli("build", "--in-cluster")
+    r = cli("build", "paddle", "--in-cluster")
     assert r.code == 0, r.err
     config_map, job = yaml.safe_load_all(r.out)
     for manifest in (config_map, job):
         validate_core(manifest)
-    ref = cli("build", "--dry-run").out.splitlines()[0].removeprefix("paddledet: ")
+    ref = cli("build", "paddle", "--dry-run").out.splitlines()[0].removeprefix("paddle: ")
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert f"--destination={ref}" in container["args"]
     assert "--build-arg=PADDLE=paddlepaddle-gpu==2.6.2" in container["args"]
@@ -399,14 +399,14 @@ def test_in_cluster_submit_creates_the_job_once(
     kube_api.call(kube_api.api.declare, ResourceSpec("batch", "v1", "jobs", "Job"))
     kube_api.add_namespace("detection")
     monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig")))
-    r = cli("build", "--in-cluster", "--submit")
+    r = cli("build", "paddle", "--in-cluster", "--submit")
     assert r.code == 0, r.err
-    assert r.out.startswith("paddledet: created jobs/build-paddledet-")
+    assert r.out.startswith("paddle: created jobs/build-paddle-")
     (job,) = kube_api.list("jobs", "detection")
-    assert job["metadata"]["labels"]["detk8s.io/image"] == "paddledet"
+    assert job["metadata"]["labels"]["detk8s.io/image"] == "paddle"
     assert len(kube_api.list("configmaps", "detection")) == 1
-    again = cli("build", "--in-cluster", "--submit")
-    assert again.code == 0 and again.out.startswith("paddledet: exists jobs/build-paddledet-")
+    again = cli("build", "paddle", "--in-cluster", "--submit")
+    assert again.code == 0 and again.out.startswith("paddle: exists jobs/build-paddle-")
     assert len(kube_api.list("jobs", "detection")) == 1
 
 
@@ -421,7 +421,7 @@ def test_paddle_image_builds_from_the_real_dockerfile(
     if subprocess.run(["podman", "image", "exists", CI_BASE]).returncode != 0:
         pytest.fail(f"{CI_BASE} is missing: run `bash .ci/podman-setup.sh` first")
     detk8s = [sys.executable, "-m", "detk8s", "--project", str(REPO)]
-    args = ["build", "paddledet", "--builder", "podman", "--quiet", *CI_PADDLE_ARGS]
+    args = ["build", "paddle", "--builder", "podman", "--quiet", *CI_PADDLE_ARGS]
     done = subprocess.run([*detk8s, *args], capture_output=True, text=True, timeout=3000)
     assert done.returncode == 0, done.stderr[-3000:]
     (ref,) = [w for w in done.stdout.split() if w.startswith("registry.example.com/")]

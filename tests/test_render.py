@@ -11,13 +11,18 @@ from typing import Any
 import pytest
 import yaml
 from k8s_schema import replica_specs, validate_core, validate_job, validate_pod_templates
+from kubelet import container_as_started, kubelet_expand
 
 from detk8s.backends.kubernetes.manifests import render_manifests, spec_hash
-from detk8s.config.load import Project
-from detk8s.jobspec import build_job_spec
+from detk8s.frameworks import get_adapter
+from detk8s.jobspec import pod_job_spec
 from detk8s.labels import RUN_LABEL, SPEC_HASH_LABEL
+from detk8s.layout import POD
+from detk8s.project import Project
+from detk8s.replica import Replica
 
-SHIPPED = ["L1", "L2", "L3", "L4", "Y1", "Y2", "Y3", "Y4"]
+SHIPPED = ["L1", "L2", "L3", "L4", "Y1", "Y2", "Y3", "Y4"]  # the PaddleDetection matrix
+ALL_RUNS = ["L1", "L2", "L3", "L4", "U1", "Y1", "Y2", "Y3", "Y4"]
 MATRIX = {  # run: (model, full data?, gpus, batch/GPU, lr, epochs), from MISSION.md
     "L1": ("picodet_s_320", True, 1, 32, 0.08, 300),
     "L2": ("picodet_s_320", True, 2, 32, 0.16, 300),
@@ -36,15 +41,27 @@ def render(cli: Any, *args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(result.out) if d]
 
 
-def launch_of(c: dict[str, Any]) -> list[str]:
-    """The framework's launch command, which `detk8s exec` runs after preparing the data."""
-    run = c["command"][2]
-    exec_ = ["detk8s", "exec", run, "--run-file", "/etc/detk8s/run.yaml", "--"]
-    assert c["command"][: len(exec_)] == exec_
-    return list(c["command"][len(exec_) :])
+def exec_of(c: dict[str, Any]) -> str:
+    """The run the container's `detk8s exec` runs: the train command is built in the pod."""
+    run: str = c["command"][2]
+    assert c["command"] == ["detk8s", "exec", run, "--run-file", "/etc/detk8s/run.yaml"]
+    return run
 
 
-def container(job: dict[str, Any], replica: str = "Worker") -> dict[str, Any]:
+def train_argv(run: str, replica: Replica | None = None, **overrides: Any) -> list[str]:
+    """The train command `detk8s exec` builds in the pod for `replica` (a one-node GPU pod
+    unless given)."""
+    loaded = Project.discover().load_run(run)
+    replica = replica or Replica(gpus=loaded.config.gpus)
+    command = get_adapter(loaded.config.framework).train_command(
+        loaded.run, POD, replica, overrides.get("resume")
+    )
+    return command.argv
+
+
+def container(job: dict[str, Any], replica: str | None = None) -> dict[str, Any]:
+    """The training container of `replica` (default: rank 0's, Worker or Master)."""
+    replica = replica or ("Master" if job["kind"] == "PyTorchJob" else "Worker")
     c: dict[str, Any] = replica_specs(job)[replica]["template"]["spec"]["containers"][0]
     return c
 
@@ -89,7 +106,8 @@ def test_y4(project: Path, cli: Any) -> None:
     c = container(job)
     assert c["name"] == "paddle"
     assert c["ports"] == [{"name": "master", "containerPort": 36543}]
-    assert launch_of(c) == [
+    assert exec_of(c) == "Y4"
+    assert train_argv("Y4") == [
         "python",
         "-m",
         "paddle.distributed.launch",
@@ -139,14 +157,14 @@ def test_y4(project: Path, cli: Any) -> None:
 
 
 def test_l3(project: Path, cli: Any) -> None:
-    cm, job = render(cli, "L3")
+    cm, _ = render(cli, "L3")
     cfg = ppdet_config(cm)
     assert cfg["TrainReader"]["batch_size"] == 48
     assert cfg["LearningRate"]["base_lr"] == 0.24
     assert cfg["epoch"] == 300
     cosine = next(s for s in cfg["LearningRate"]["schedulers"] if s["name"] == "CosineDecay")
     assert cosine["max_epochs"] == 300
-    assert launch_of(container(job))[3:5] == ["--gpus", "0,1"]
+    assert train_argv("L3")[3:5] == ["--gpus", "0,1"]
     assert cfg["_BASE_"] == ["/opt/detk8s/configs/paddledet/picodet_s_320_voc.yml"]
 
 
@@ -158,12 +176,25 @@ def test_l4_cosine_schedule_follows_epochs(project: Path, cli: Any) -> None:
     assert cosine["max_epochs"] == 600
 
 
-def test_one_gpu_runs_without_launcher(project: Path, cli: Any) -> None:
-    _, job = render(cli, "Y1")
-    assert launch_of(container(job))[:2] == [
-        "python",
-        "/opt/detk8s/detk8s/frameworks/paddledet_worker.py",
-    ]
+def test_one_gpu_runs_without_launcher(project: Path) -> None:
+    assert train_argv("Y1") == [
+        "python", "/opt/detk8s/detk8s/frameworks/paddledet_worker.py", "train",
+        "--config", "/etc/detk8s/paddledet.yml", "--eval",
+    ]  # fmt: skip
+
+
+def test_resume_flags_and_extra_args(project: Path) -> None:
+    from detk8s.frameworks.base import Checkpoint
+
+    (project / "configs/runs/Y9.yml").write_text(
+        "_BASE_: Y1.yml\nextra_args: ['-o', 'log_iter=5']\n"
+    )
+    ckpt = Path("/output/Y9/ckpt/paddledet/12.pdparams")
+    resume = Checkpoint("12", (ckpt,), ckpt, "resumable", 13)
+    assert train_argv("Y9", resume=resume)[2:] == [
+        "train", "--config", "/etc/detk8s/paddledet.yml", "--eval",
+        "--resume", "/output/Y9/ckpt/paddledet/12", "-o", "log_iter=5",
+    ]  # fmt: skip
 
 
 def test_y1_and_y3_differ_only_in_train_list(project: Path, cli: Any) -> None:
@@ -197,35 +228,70 @@ def test_multi_node(project: Path, cli: Any) -> None:
     assert "Master" not in replica_specs(job)
     c = container(job)
     assert c["resources"]["limits"]["nvidia.com/gpu"] == 2
-    # paddle.distributed.launch takes --master/--nnodes from the operator's PADDLE_* env.
-    assert launch_of(c)[:5] == ["python", "-m", "paddle.distributed.launch", "--gpus", "0,1"]
-    assert not any(a.startswith(("--master", "--nnodes")) for a in c["command"])
+    # Each replica's command is built in its pod from the operator's PADDLE_* env.
+    worker1 = Replica.from_env(
+        {"PADDLE_MASTER": "y5-worker-0:36543", "PADDLE_NNODES": "2", "PADDLE_JOB_ID": "y5",
+         "DETK8S_REPLICA_TYPE": "worker", "DETK8S_RANK0_REPLICA": "worker",
+         "DETK8S_REPLICA_INDEX": "1"}, dev=Path("/nonexistent")
+    )  # fmt: skip
+    assert (worker1.node_rank, worker1.rank0, worker1.gpus) == (1, False, 0)
+    gpu_worker1 = dataclasses.replace(worker1, gpus=2)
+    assert train_argv("Y5", gpu_worker1)[:13] == [
+        "python", "-m", "paddle.distributed.launch", "--gpus", "0,1",
+        "--master", "y5-worker-0:36543", "--nnodes", "2", "--job_id", "y5",
+        "--log_dir", "/output/Y5/log",
+    ]  # fmt: skip
+    # On a machine without GPUs (paddle's CPU launcher rejects --gpus): one CPU process.
+    assert "--gpus" not in train_argv("Y5", worker1)
 
 
 def test_one_gpu_two_nodes_uses_launcher(project: Path, cli: Any) -> None:
     (project / "configs/runs/Y6.yml").write_text(
         "_BASE_: ../bases/yolov3_mobilenet_v1.yml\ngpus: 1\nnodes: 2\nlr: 0.0025\n"
     )
-    _, job = render(cli, "--strict", "Y6")
-    assert launch_of(container(job))[2:5] == ["paddle.distributed.launch", "--gpus", "0"]
+    render(cli, "--strict", "Y6")
+    assert train_argv("Y6")[2:5] == ["paddle.distributed.launch", "--gpus", "0"]
 
 
 def test_overrides_and_args_reach_the_program_literally(project: Path, cli: Any) -> None:
     evil = "$(rm -rf /)"
     (project / "configs/runs/X1.yml").write_text(
         "_BASE_: ../bases/picodet_s_320.yml\n"
-        f"overrides: {{weights: '{evil}', TrainReader: {{shuffle: false}}}}\n"
+        f"paddledet: {{config: picodet_s_320_voc.yml, "
+        f"overrides: {{weights: '{evil}', TrainReader: {{shuffle: false}}}}}}\n"
         f"extra_args: ['-o', 'use_vdl={evil}; echo pwned']\n"
         f"env: {{NOTE: '\"quoted\" `{evil}`'}}\n"
     )
     cm, job = render(cli, "X1")
     c = container(job)
-    assert c["command"][-2:] == ["-o", f"use_vdl={evil}; echo pwned"]
+    assert train_argv("X1")[-2:] == ["-o", f"use_vdl={evil}; echo pwned"]
     assert "sh" not in c["command"] and "-c" not in c["command"] and "args" not in c
-    assert env_of(c)["NOTE"] == f'"quoted" `{evil}`'
+    # The kubelet reads `$$` as `$`: what reaches the program is the value as written.
+    assert kubelet_expand(env_of(c)["NOTE"], {}) == f'"quoted" `{evil}`'
     cfg = ppdet_config(cm)
     assert cfg["weights"] == evil
     assert cfg["TrainReader"] == {"batch_size": 32, "shuffle": False}
+
+
+def test_no_value_is_expanded_by_the_kubelet(project: Path, cli: Any) -> None:
+    """`$(VAR)` in any value a run renders reaches the program as written, never the value of
+    VAR (here a Secret's): checked through the kubelet's own expansion rule."""
+    hostile = ["$(AWS_SECRET_ACCESS_KEY)", "$$(X)", "a$b", "$(", "$", "$(DETK8S_STORAGE)x"]
+    (project / "configs/runs/X4.yml").write_text(yaml.safe_dump({
+        "_BASE_": "L1.yml", "model": hostile[0], "extra_args": hostile,
+        "env": {f"V{i}": v for i, v in enumerate(hostile)},
+    }))  # fmt: skip
+    cm, job = render(cli, "X4")
+    started = container_as_started(container(job), {"AWS_SECRET_ACCESS_KEY": "hunter2"})
+    assert "hunter2" not in json.dumps(started["command"]) + json.dumps(
+        {k: v for k, v in started["env"].items() if k != "AWS_SECRET_ACCESS_KEY"}
+    )
+    assert [started["env"][f"V{i}"] for i in range(len(hostile))] == hostile
+    assert started["env"]["DETK8S_STORAGE"] == "s3://detk8s/runs"
+    assert started["command"] == ["detk8s", "exec", "X4", "--run-file", "/etc/detk8s/run.yaml"]
+    # The rest travels in the ConfigMap, which the kubelet does not expand.
+    run = yaml.safe_load(cm["data"]["run.yaml"])["run"]
+    assert (run["extra_args"], run["model"]) == (hostile, hostile[0])
 
 
 def test_scheduling_and_secrets_from_config(project: Path, cli: Any) -> None:
@@ -285,7 +351,9 @@ def test_no_secret_value_in_manifests(project: Path, cli: Any) -> None:
 
 def test_render_all_and_output_dir(project: Path, cli: Any) -> None:
     docs = render(cli, "--all")
-    assert [d["metadata"]["labels"][RUN_LABEL] for d in docs if d["kind"] == "PaddleJob"] == SHIPPED
+    jobs = {d["metadata"]["labels"][RUN_LABEL]: d["kind"] for d in docs if d["kind"] != "ConfigMap"}
+    assert jobs == {**dict.fromkeys(SHIPPED, "PaddleJob"), "U1": "PyTorchJob"}
+    assert list(jobs) == ALL_RUNS
     result = cli("render", "L1", "L2", "-o", "out")
     assert result.code == 0 and result.out == ""
     assert sorted(p.name for p in (project / "out").iterdir()) == ["L1.yaml", "L2.yaml"]
@@ -316,7 +384,7 @@ def test_spec_hash_is_stable_and_tracks_changes(project: Path, cli: Any) -> None
 
 def test_hash_covers_everything_but_itself(project: Path) -> None:
     p = Project.discover()
-    manifests = render_manifests(build_job_spec(p.load_run("L1"), p.settings))
+    manifests = render_manifests(pod_job_spec(p.load_run("L1"), p.settings))
     digest = manifests[1]["metadata"]["labels"].pop(SPEC_HASH_LABEL)
     manifests[0]["metadata"]["labels"].pop(SPEC_HASH_LABEL)
     assert spec_hash(manifests) == digest
@@ -326,7 +394,7 @@ def test_pytorchjob_template(project: Path) -> None:
     """The PyTorchJob template (for the torchrun frameworks to come) against its CRD."""
     p = Project.discover()
     spec = dataclasses.replace(
-        build_job_spec(p.load_run("Y4"), p.settings), kind="PyTorchJob", nodes=3
+        pod_job_spec(p.load_run("Y4"), p.settings), kind="PyTorchJob", nodes=3
     )
     _, job = render_manifests(spec)
     validate_job(job)
@@ -358,7 +426,7 @@ def test_shipped_runs_pass_strict(project: Path, cli: Any) -> None:
     result = cli("validate", "--strict")
     assert result.code == 0, result.err
     assert result.err == ""
-    assert result.out.splitlines()[-1] == "8 run(s) valid: L1, L2, L3, L4, Y1, Y2, Y3, Y4"
+    assert result.out.splitlines()[-1] == f"9 run(s) valid: {', '.join(ALL_RUNS)}"
 
 
 def test_runs_table(project: Path, cli: Any) -> None:
@@ -369,7 +437,7 @@ def test_runs_table(project: Path, cli: Any) -> None:
         for line in result.out.splitlines()
         if line.startswith("│")
     }
-    assert list(rows) == SHIPPED
+    assert list(rows) == ALL_RUNS
     assert rows["L3"] == [
         "paddledet",
         "picodet_s_320",
@@ -390,7 +458,9 @@ def test_schema_accepts_shipped_files_and_rejects_unknown_keys(project: Path, cl
     result = cli("schema")
     assert result.code == 0
     schema = json.loads(result.out)
-    assert "_BASE_" in schema["properties"] and "model_config" in schema["properties"]
+    assert "_BASE_" in schema["properties"] and "paddledet" in schema["properties"]
+    assert schema["properties"]["framework"]["enum"] == ["paddledet", "ultralytics"]
+    assert "model_config" not in schema["properties"]
     for f in [*(project / "configs/runs").glob("*.yml"), *(project / "configs/bases").glob("*")]:
         jsonschema.validate(yaml.safe_load(f.read_text()), schema)
     with pytest.raises(jsonschema.ValidationError, match="'gpu' was unexpected"):
@@ -405,7 +475,7 @@ def test_validators_reject_what_the_cluster_would(project: Path) -> None:
     import kubernetes_validate
 
     p = Project.discover()
-    _, job = render_manifests(build_job_spec(p.load_run("Y4"), p.settings))
+    _, job = render_manifests(pod_job_spec(p.load_run("Y4"), p.settings))
     typo = json.loads(json.dumps(job))
     typo["spec"]["paddleReplicaSpecs"]["Worker"]["replica"] = 2  # pruned by the API server
     with pytest.raises(AssertionError, match=r"\.spec\.paddleReplicaSpecs\.Worker\.replica"):

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from detk8s.results.collect import collect, row, write_summary
-from detk8s.results.metrics import COCO_KEYS, parse_metrics
+from detk8s.results.metrics import COCO_KEYS, Metrics, parse_metrics
 from detk8s.storage import open_storage
 
 LOGS = Path(__file__).parent / "data" / "logs"
@@ -22,8 +22,9 @@ SEEDS = Path(__file__).resolve().parent.parent.parent / "shared" / "seeds"
 def test_ppdet_voc_output_of_a_real_run() -> None:
     """tests/data/logs/ppdet_voc_eval.log is the eval output of a real CPU run of detk8s."""
     m = parse_metrics((LOGS / "ppdet_voc_eval.log").read_text())
-    assert m["map50"] == 0.42 and m["voc_map_type"] == "integral"
-    assert m["eval_samples"] == 4 and m["fps"] == pytest.approx(0.9975, abs=1e-3)
+    assert m.map50 == 0.42 and m.details["voc_map_type"] == "integral"
+    assert m.details["eval_samples"] == 4 and m.fps == pytest.approx(0.9975, abs=1e-3)
+    assert m.lines[0].endswith("ppdet.metrics.metrics INFO: mAP(0.50, integral) = 0.42%")
 
 
 def test_voc_11point_and_seed_figures() -> None:
@@ -34,7 +35,7 @@ def test_voc_11point_and_seed_figures() -> None:
         "[08/01 11:00:00] ppdet.engine INFO: Total sample number: 1458, average FPS: 41.02\n"
     )
     m = parse_metrics(text)  # the last evaluation is the result (seed 000's 93.63 %, 41.02 FPS)
-    assert (m["map50"], m["voc_map_type"], m["fps"], m["eval_samples"]) == (
+    assert (m.map50, m.details["voc_map_type"], m.fps, m.details["eval_samples"]) == (
         93.63, "integral", 41.02, 1458
     )  # fmt: skip
 
@@ -42,11 +43,13 @@ def test_voc_11point_and_seed_figures() -> None:
 def test_coco_block_and_forward_time_from_the_yolox_seed() -> None:
     """Seed 001's YOLOX eval output: forward time, then the 12 COCO lines."""
     m = parse_metrics((LOGS / "yolox_eval.log").read_text())
-    assert list(m["coco"]) == list(COCO_KEYS)
-    assert m["coco"]["AP"] == 0.320 and m["coco"]["AP50"] == 0.469
-    assert m["coco"]["ARl"] == 0.706  # the block's last line
-    assert (m["map50_95"], m["map50"]) == (32.0, 46.9)
-    assert m["forward_ms"] == 8.53 and m["fps"] == pytest.approx(117.23, abs=0.01)
+    coco = m.details["coco"]
+    assert list(coco) == list(COCO_KEYS)
+    assert coco["AP"] == 0.320 and coco["AP50"] == 0.469
+    assert coco["ARl"] == 0.706  # the block's last line
+    assert (m.map50_95, m.map50) == (32.0, 46.9)
+    assert m.details["forward_ms"] == 8.53 and m.fps == pytest.approx(117.23, abs=0.01)
+    assert len(m.lines) == 13 and m.lines[0].startswith("Average Precision  (AP) @[ IoU=0.50:0.95")
 
 
 def test_last_of_several_coco_blocks_in_a_seed() -> None:
@@ -59,11 +62,26 @@ def test_last_of_several_coco_blocks_in_a_seed() -> None:
         for line in text.splitlines()
         if line.startswith(" Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all")
     ][-1]
-    assert m["coco"]["AP"] == float(last_ap.rsplit("=", 1)[1])
+    assert m.details["coco"]["AP"] == float(last_ap.rsplit("=", 1)[1])
 
 
 def test_nothing_to_parse() -> None:
-    assert parse_metrics("Epoch: [0] loss: 1.0\nTraceback (most recent call last):\n") == {}
+    assert parse_metrics("Epoch: [0] loss: 1.0\nTraceback (most recent call last):\n") == Metrics()
+
+
+def test_ppdet_per_class_table() -> None:
+    """What ppdet's VOC metric prints with classwise (3 pairs a row at most)."""
+    text = (
+        "[12/01 10:00:00] ppdet.metrics.metrics INFO: Per-category of VOC AP: \n"
+        "+----------+-------+----------+-------+\n"
+        "| category | AP    | category | AP    |\n"
+        "+----------+-------+----------+-------+\n"
+        "| mouse    | 0.912 | other    | 0.960 |\n"
+        "+----------+-------+----------+-------+\n"
+        "[12/01 10:00:00] ppdet.metrics.metrics INFO: mAP(0.50, integral) = 93.63%\n"
+    )
+    m = parse_metrics(text)
+    assert (m.per_class, m.map50) == ({"mouse": 91.2, "other": 96.0}, 93.63)
 
 
 def record(run: str, **changes: Any) -> dict[str, Any]:

@@ -4,17 +4,28 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from detk8s.config.schema import DatasetConfig
+from detk8s.frameworks.base import Run
 from detk8s.frameworks.paddledet import PaddleDetAdapter
+from detk8s.project import Project
+from detk8s.replica import is_rank0
 from detk8s.runner.checkpoints import CheckpointError, CheckpointSync
 from detk8s.runner.data import write_train_subset
-from detk8s.runner.rank import is_rank0
-from detk8s.storage import Storage, open_storage
-from detk8s.storage.base import LocalStorage
-from detk8s.storage.s3 import StorageError
+from detk8s.storage import LocalStorage, Storage, StorageError, open_storage
+
+REPO = Path(__file__).resolve().parent.parent
+RUN: Run = Project.discover(REPO).load_run("L1").run
+
+
+def sync_of(store: Storage, run: str, local: Path, **kwargs: Any) -> CheckpointSync:
+    """The checkpoint mirror of a PaddleDetection run whose checkpoints are in `local`."""
+    return CheckpointSync(
+        store, run, lambda: PaddleDetAdapter().checkpoints(RUN, local), local, **kwargs
+    )
 
 
 def test_train_subset_is_the_first_ceil_lines(tmp_path: Path) -> None:
@@ -50,7 +61,7 @@ def stored_keys(store: Storage, run: str) -> list[str]:
 def test_checkpoints_mirror_resume_and_prune(tmp_path: Path) -> None:
     store = open_storage(f"file://{tmp_path / 'store'}")
     local = tmp_path / "pod1"
-    sync = CheckpointSync(store, "L1", PaddleDetAdapter(), local, keep=2)
+    sync = sync_of(store, "L1", local, keep=2)
     for epoch in range(4):
         ckpt(local, str(epoch))
     ckpt(local, "4", complete=False)  # still being written: ppdet writes .pdopt last
@@ -62,19 +73,20 @@ def test_checkpoints_mirror_resume_and_prune(tmp_path: Path) -> None:
     assert [k for k in stored_keys(store, "L1") if k.startswith("1")] == []
     # A new pod (empty disk) resumes from the newest stored checkpoint.
     fresh = tmp_path / "pod2"
-    restored = CheckpointSync(store, "L1", PaddleDetAdapter(), fresh).restore()
-    assert restored == fresh / "3"
+    restored = sync_of(store, "L1", fresh).restore()
+    assert restored is not None and restored.weights == fresh / "3.pdparams"
     assert (fresh / "3.pdparams").read_bytes() == b"3" * 10
     # Files without a manifest (an upload cut short) are never resumed from.
     store.put("L1/checkpoints/9/0123/9.pdparams", b"partial")
     store.put("L1/checkpoints/9/0123/9.pdopt", b"partial")
     again = tmp_path / "pod3"
-    assert CheckpointSync(store, "L1", PaddleDetAdapter(), again).restore() == again / "3"
+    restored = sync_of(store, "L1", again).restore()
+    assert restored is not None and restored.name == "3"
 
 
 def test_settle_waits_for_stable_files(tmp_path: Path) -> None:
     store = open_storage(f"file://{tmp_path / 'store'}")
-    sync = CheckpointSync(store, "Y1", PaddleDetAdapter(), tmp_path / "ckpt")
+    sync = sync_of(store, "Y1", tmp_path / "ckpt")
     ckpt(tmp_path / "ckpt", "0")
     assert sync.sync(settle=True) == []  # first sight: files noted
     assert sync.sync(settle=True) == ["0"]  # unchanged since: uploaded
@@ -86,9 +98,10 @@ def test_local_newer_than_remote_wins(tmp_path: Path) -> None:
     store = open_storage(f"file://{tmp_path / 'store'}")
     local = tmp_path / "ckpt"
     ckpt(local, "1")
-    CheckpointSync(store, "Y1", PaddleDetAdapter(), local).sync(settle=False)
+    sync_of(store, "Y1", local).sync(settle=False)
     ckpt(local, "2")
-    assert CheckpointSync(store, "Y1", PaddleDetAdapter(), local).restore() == local / "2"
+    restored = sync_of(store, "Y1", local).restore()
+    assert restored is not None and restored.name == "2"
 
 
 def best(directory: Path, epoch: int, content: bytes) -> None:
@@ -99,7 +112,7 @@ def best(directory: Path, epoch: int, content: bytes) -> None:
 def test_a_rewritten_checkpoint_is_stored_again_atomically(tmp_path: Path) -> None:
     store = open_storage(f"file://{tmp_path / 'store'}")
     local = tmp_path / "pod1"
-    sync = CheckpointSync(store, "L1", PaddleDetAdapter(), local)
+    sync = sync_of(store, "L1", local)
     versions = []
     for epoch, content in [(1, b"first"), (2, b"second"), (3, b"third")]:
         best(local, epoch, content)
@@ -114,7 +127,7 @@ def test_a_rewritten_checkpoint_is_stored_again_atomically(tmp_path: Path) -> No
     dirs = {k.split("/")[1] for k in stored_keys(store, "L1") if k.startswith("best_model/")}
     assert dirs == set(versions[1:])
     fresh = tmp_path / "pod2"
-    assert CheckpointSync(store, "L1", PaddleDetAdapter(), fresh).restore() is None
+    assert sync_of(store, "L1", fresh).restore() is None
     assert (fresh / "best_model.pdparams").read_bytes() == b"third"  # the best model comes back
     assert json.loads((fresh / "best_model.json").read_text())["epoch"] == 3
 
@@ -123,12 +136,12 @@ def test_a_reader_never_takes_a_mix_of_versions(tmp_path: Path) -> None:
     store = open_storage(f"file://{tmp_path / 'store'}")
     local = tmp_path / "pod1"
     best(local, 1, b"first")
-    CheckpointSync(store, "L1", PaddleDetAdapter(), local).sync(settle=False)
-    stored = CheckpointSync(store, "L1", PaddleDetAdapter(), local).remote()["best_model"]
+    sync_of(store, "L1", local).sync(settle=False)
+    stored = sync_of(store, "L1", local).remote()["best_model"]
     # A file that does not match its manifest (overwritten behind our back) is refused.
     store.put(f"L1/checkpoints/best_model/{stored.version}/best_model.pdparams", b"other")
     with pytest.raises(CheckpointError, match="best_model: cannot read a consistent copy"):
-        CheckpointSync(store, "L1", PaddleDetAdapter(), tmp_path / "pod2").restore()
+        sync_of(store, "L1", tmp_path / "pod2").restore()
 
 
 class FlakyStorage(LocalStorage):
@@ -149,14 +162,14 @@ def test_upload_failures_are_retried_then_reported(tmp_path: Path) -> None:
     local = tmp_path / "ckpt"
     ckpt(local, "0")
     said: list[str] = []
-    sync = CheckpointSync(FlakyStorage(f"file://{tmp_path / 's1'}", failures=2), "Y1",
-                          PaddleDetAdapter(), local, say=said.append, backoff=0.01)  # fmt: skip
+    flaky = FlakyStorage(f"file://{tmp_path / 's1'}", failures=2)
+    sync = sync_of(flaky, "Y1", local, say=said.append, backoff=0.01)
     sync.stop()  # retries with backoff until stored
     assert sync.errors == {} and "0" in sync.remote()
     assert said[0] == "checkpoint 0 upload failed (will retry): storage upload "\
         "Y1/checkpoints/0/" + sync.remote()["0"].version + "/0.pdopt: SlowDown"  # fmt: skip
-    broken = CheckpointSync(FlakyStorage(f"file://{tmp_path / 's2'}", failures=99), "Y1",
-                            PaddleDetAdapter(), local, say=said.append, backoff=0.01)  # fmt: skip
+    broken_store = FlakyStorage(f"file://{tmp_path / 's2'}", failures=99)
+    broken = sync_of(broken_store, "Y1", local, say=said.append, backoff=0.01)
     broken.stop()
     assert list(broken.errors) == ["0"]
     assert said[-1].startswith("checkpoint 0 could not be stored: storage upload Y1/")

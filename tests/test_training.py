@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import pytest
 import yaml
 from s3.proxy import RecordingProxy, recording_proxy
 from s3.servers import S3Endpoint
+from tiny import TinyProject, copy_tiny_project
 
 from detk8s.datasets.synthetic import make_voc_dataset
 
@@ -31,44 +32,13 @@ RESULT_FILES = ["train.log", "eval.log", "eval.json", "weights/best_model.pdpara
 
 
 @dataclass
-class Trained:
-    root: Path
-    env: dict[str, str]
-    client: Any
-    bucket: str
-    proxy: RecordingProxy
-    results: dict[str, subprocess.CompletedProcess[str]] = field(default_factory=dict)
+class Trained(TinyProject):
+    proxy: RecordingProxy | None = None
     weights_uri: str = ""
-
-    def exec(self, run: str, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "detk8s", "exec", run, *args], cwd=self.root, env=self.env,
-            capture_output=True, text=True, timeout=600, **kwargs,
-        )  # fmt: skip
-
-    def keys(self, prefix: str) -> list[str]:
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=f"runs/{prefix}"
-        )
-        return [o["Key"].removeprefix("runs/") for p in pages for o in p.get("Contents", [])]
-
-    def get(self, key: str) -> bytes:
-        body: bytes = self.client.get_object(Bucket=self.bucket, Key=f"runs/{key}")["Body"].read()
-        return body
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "detk8s", *args], cwd=self.root, env=self.env,
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
 
 
 def _project(root: Path, s3_url: str, bucket: str) -> None:
-    shutil.copytree(REPO / "examples/tiny", root, ignore=shutil.ignore_patterns(
-        "data", "output", "store", "summary.*", "map.png"))  # fmt: skip
-    cfg = yaml.safe_load((root / "detk8s.yaml").read_text())
-    cfg["storage"] = {"uri": f"s3://{bucket}/runs", "endpoint_url": s3_url}
-    (root / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
+    copy_tiny_project(root, {"uri": f"s3://{bucket}/runs", "endpoint_url": s3_url})
     # YOLOv3 reads its dataset from the bucket, synced down by the runner.
     ds = root / "datasets/synthetic_voc_s3.yml"
     ds.write_text(f"_BASE_: synthetic_voc.yml\nsource: s3://{bucket}/datasets/synthetic_voc/\n"
@@ -113,7 +83,7 @@ def trained(ceph_s3: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> An
                "AWS_SECRET_ACCESS_KEY": ceph_s3.secret_key,
                "DETK8S_CHECKPOINT_INTERVAL": "0.3"}  # fmt: skip
         env.pop("DETK8S_PROJECT", None)
-        t = Trained(root, env, client, bucket, proxy)
+        t = Trained(root, env, client, bucket, proxy=proxy)
         for run in ("tiny-picodet", "tiny-yolov3", "tiny-broken"):
             t.results[run] = t.exec(run)
         # Weights from storage: tiny-picodet's final weights, pushed as an upstream file would be.
@@ -311,6 +281,19 @@ def test_local_backend_submit_status_logs_delete(trained: Trained) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.5)
     os.kill(pid, 0)  # alive, and not a child of this test: its own session
+    # The same job as in a pod: the rendered command, env (the adapter's, NCCL, storage) and
+    # files, with this machine's paths.
+    environ = dict(
+        item.split("=", 1) for item in Path(f"/proc/{pid}/environ").read_text().split("\0") if item
+    )
+    assert environ["FLAGS_allocator_strategy"] == "auto_growth"
+    assert environ["NCCL_IB_DISABLE"] == "1"
+    assert environ["DETK8S_STORAGE"] == f"s3://{trained.bucket}/runs"
+    assert Path(f"/proc/{pid}/cmdline").read_text().split("\0")[1:6] == [
+        "-m", "detk8s", "exec", "tiny-local", "--run-file",
+    ]  # fmt: skip
+    run_file = yaml.safe_load((trained.root / "output/tiny-local/config/run.yaml").read_text())
+    assert run_file["layout"]["output_dir"] == str(trained.root / "output")
 
     status = trained.cli("status", "--backend", "local", "tiny-local")
     (row,) = [r for r in status.stdout.splitlines() if "tiny-local" in r and "│" in r]

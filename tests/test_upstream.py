@@ -20,6 +20,10 @@ UPSTREAM_URLS = {
     "PPLCNet_x0_75_pretrained.pdparams": "configs/picodet/picodet_s_320_coco_lcnet.yml",
     "https://paddledet.bj.bcebos.com/models/pretrained/MobileNetV1_pretrained.pdparams":
         "configs/yolov3/_base_/yolov3_mobilenet_v1.yml",
+    # ultralytics: the COCO-trained YOLOv3 of the ultralytics/yolov3 v9.6.0 release assets (what
+    # its utils/downloads.py attempt_download('yolov3.pt') fetches).
+    "https://github.com/ultralytics/yolov3/releases/download/v9.6.0/yolov3.pt":
+        "ultralytics/yolov3 v9.6.0 release",
 }  # fmt: skip
 YOLOV3_TRAIN_SIZES = [320, 352, 384, 416, 448, 480, 512, 544, 576, 608]
 URL = re.compile(r"https?://[^\s'\"]+\.(?:pdparams|pdopt|pth|pt|tar|zip)\b")
@@ -69,13 +73,14 @@ def test_y1_trains_and_evaluates_at_upstream_sizes(project: Path, cli: Any, tmp_
     cm, _ = render(cli, "Y1")
     cfg = effective(cm, tmp_path)
     assert sizes(cfg) == (YOLOV3_TRAIN_SIZES, [608, 608], [3, 608, 608])
-    assert cfg["pretrain_weights"] in UPSTREAM_URLS
+    # `detk8s exec` downloads the upstream weights; ppdet reads the local copy.
+    assert cfg["pretrain_weights"] == "/output/Y1/pretrained/MobileNetV1_pretrained.pdparams"
 
 
 def test_input_size_and_train_sizes(project: Path, cli: Any, tmp_path: Path) -> None:
     (project / "configs/runs/Y7.yml").write_text("_BASE_: Y1.yml\ninput_size: 416\n")
     (project / "configs/runs/Y8.yml").write_text(
-        "_BASE_: Y1.yml\ninput_size: 320\ntrain_sizes: [352, 288, 320, 320]\n"
+        "_BASE_: Y1.yml\ninput_size: 320\npaddledet: {train_sizes: [352, 288, 320, 320]}\n"
     )
     (project / "configs/runs/L9.yml").write_text("_BASE_: L1.yml\ninput_size: 416\n")
     assert sizes(effective(render(cli, "Y7")[0], tmp_path)) == (
@@ -93,9 +98,10 @@ def test_input_size_and_train_sizes(project: Path, cli: Any, tmp_path: Path) -> 
     ("line", "message"),
     [
         ("input_size: 300", "input_size: 300 is not a multiple of 32"),
-        ("train_sizes: [320, 330]", "train_sizes.1: 330 is not a multiple of 32"),
-        ("train_sizes: []", "train_sizes: list should have at least 1 item after validation, "
-                            "not 0 (got [])"),
+        ("paddledet: {train_sizes: [320, 330]}",
+         "paddledet.train_sizes.1: 330 is not a multiple of 32"),
+        ("paddledet: {train_sizes: []}", "paddledet.train_sizes: list should have at least 1 "
+                                         "item after validation, not 0 (got [])"),
         ("input_size: 0", "input_size: input should be greater than or equal to 32 (got 0)"),
         ("pretrain_weights: ftp://host/w.pdparams", "pretrain_weights: 'ftp://host/w.pdparams' "
          "is not a weights file: use https://host/path/file, s3://bucket/path/file, an absolute "

@@ -11,16 +11,35 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from detk8s.config.load import Project
+from detk8s.frameworks import get_adapter
+from detk8s.jobspec import build_job_spec
+from detk8s.layout import Layout, local_layout
+from detk8s.project import Project
+from detk8s.spec import JobSpec
 from detk8s.storage import DONE, FAILED, TRAIN_LOG
 
 PID_FILE = "pid"
+
+
+def local_job(project: Project, run: str) -> tuple[JobSpec, Layout]:
+    """The run's JobSpec with this machine's paths, its files written where the pod would have
+    its ConfigMap: what `submit --backend local` and `detk8s exec RUN` run."""
+    loaded = project.load_run(run)
+    family = get_adapter(loaded.config.framework).family
+    python = project.settings.local_python.get(family)
+    layout = local_layout(project.local_dir, run, str(project.root / python) if python else None)
+    storage = project.local_path(project.settings.storage.uri)
+    spec = build_job_spec(loaded, project.settings, layout, storage_uri=storage)
+    config_dir = Path(layout.config_dir)
+    config_dir.mkdir(parents=True, exist_ok=True)
+    for name, content in spec.files.items():
+        (config_dir / name).write_text(content, encoding="utf-8")
+    return spec, layout
 
 
 @dataclass(frozen=True)
@@ -59,12 +78,11 @@ class LocalBackend:
         return pid
 
     def start(self, run: str, force: bool = False) -> subprocess.Popen[bytes]:
+        """The job's command with the job's env, as a pod would run it, detached."""
+        spec, _ = local_job(self.project, run)
         run_dir = self.run_dir(run)
         run_dir.mkdir(parents=True, exist_ok=True)
-        argv = [sys.executable, "-m", "detk8s", "--project", str(self.project.file),
-                "exec", run, "--no-tee"]  # fmt: skip
-        if force:
-            argv.append("--force")
+        argv = [*spec.command, "--no-tee", *(["--force"] if force else [])]
         with (run_dir / TRAIN_LOG).open("ab") as log:
             proc = subprocess.Popen(
                 argv,
@@ -72,6 +90,7 @@ class LocalBackend:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.project.root,
+                env={**os.environ, **spec.env},  # credentials: from this machine's env
                 start_new_session=True,  # survives the terminal; killpg stops the whole run
             )
         (run_dir / PID_FILE).write_text(f"{proc.pid}\n")

@@ -10,8 +10,7 @@ import io
 import tarfile
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
+from detk8s import yaml_io
 from detk8s.build.context import DockerIgnore, context_files, copy_sources
 from detk8s.build.images import ImageBuild
 from detk8s.errors import DetkError
@@ -27,7 +26,6 @@ CONTEXT_FILE = "context.tar.gz"
 CONFIGMAP_LIMIT = 1024 * 1024  # what the API server stores in one object, all keys together
 IMAGE_LABEL = "detk8s.io/image"
 TAG_LABEL = "detk8s.io/image-tag"
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class KanikoError(DetkError):
@@ -108,7 +106,7 @@ def render_build_job(image: ImageBuild, namespace: str, kaniko_image: str) -> li
             registry_secret=image.registry_secret,
         )
     )
-    return [m for m in yaml.load_all(text, Loader=_Loader) if m]
+    return yaml_io.load_all(text)
 
 
 def submit_build_job(cluster: Cluster, manifests: list[dict[str, Any]], dry_run: bool) -> str:

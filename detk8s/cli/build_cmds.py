@@ -15,7 +15,7 @@ from detk8s.errors import ConfigErrors, UsageError
 if TYPE_CHECKING:
     from detk8s.build.builders import Builder
     from detk8s.build.images import ImageBuild
-    from detk8s.config.load import Project
+    from detk8s.project import Project
 
 
 @app.command()
@@ -123,16 +123,14 @@ def _images(
 
 def _used_images(proj: Project) -> list[str]:
     """The images the project's runs name (`image: auto`, an image's name or repository)."""
-    from detk8s.build.images import declared_image
-    from detk8s.jobspec import AUTO_IMAGE
+    from detk8s.jobspec import image_name
 
     loaded, errors = proj.load_runs(proj.select([], all_runs=True))
     if errors:
         raise ConfigErrors(errors)
     used = []
     for run in loaded:
-        image = run.config.image
-        name = run.config.framework if image == AUTO_IMAGE else declared_image(image, proj.settings)
+        name = image_name(run, proj.settings)
         if name is not None and name in proj.settings.images and name not in used:
             used.append(name)
     if not used:

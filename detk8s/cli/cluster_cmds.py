@@ -10,13 +10,15 @@ import typer
 
 from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs, project
 from detk8s.errors import EXIT_FAILED, DetkError, UsageError
+from detk8s.names import job_name
+from detk8s.storage import TRAIN_LOG
 
 if TYPE_CHECKING:
     from typing import Any
 
     from detk8s.backends.kubernetes.cluster import Cluster
     from detk8s.backends.kubernetes.submit import Outcome
-    from detk8s.config.load import Project
+    from detk8s.project import Project
 
     Manifests = dict[str, list[dict[str, Any]]]
 
@@ -130,7 +132,7 @@ def _submit_local(proj: Project, runs: list[str], force: bool, wait: bool, timeo
         else:
             proc = local.start(run, force=force)
             started[run] = proc
-            log = local.run_dir(run) / "train.log"
+            log = local.run_dir(run) / TRAIN_LOG
             typer.echo(f"{run}: started locally (pid {proc.pid}); log: {log}")
     if not wait or not started:
         return
@@ -139,7 +141,7 @@ def _submit_local(proj: Project, runs: list[str], force: bool, wait: bool, timeo
 
     deadline = time.monotonic() + timeout
     follow_file(
-        local.run_dir(run) / "train.log",
+        local.run_dir(run) / TRAIN_LOG,
         alive=lambda: proc.poll() is None and time.monotonic() < deadline,
         out=typer.echo,
     )
@@ -294,13 +296,13 @@ def logs(
         from detk8s.backends.local import LocalBackend, follow_file
 
         local = LocalBackend(proj)
-        path = local.run_dir(name) / "train.log"
+        path = local.run_dir(name) / TRAIN_LOG
         if not path.exists():
             raise UsageError(f"{name}: no local log at {path}")
         follow_file(path, alive=lambda: follow and local.pid(name) is not None, out=typer.echo)
         return
     cluster = connect(proj, context, namespace)
-    print_logs(cluster, name.lower(), replica, all_replicas, follow, typer.echo)
+    print_logs(cluster, job_name(name), replica, all_replicas, follow, typer.echo)
 
 
 @app.command()
@@ -336,11 +338,11 @@ def delete(
     else:
         targets = []
         for run in proj.select(names or []):
-            found = cluster.find_job(run.lower())
+            found = cluster.find_job(job_name(run))
             if found is None:
-                err(f"{run}: no job {run.lower()} in namespace {cluster.namespace}")
+                err(f"{run}: no job {job_name(run)} in namespace {cluster.namespace}")
             else:
-                targets.append((found[0], run.lower()))
+                targets.append((found[0], job_name(run)))
     for kind, name in targets:
         delete_job(cluster, kind, name)
         typer.echo(f"deleted {kind.plural}/{name} in namespace {cluster.namespace}")

@@ -10,7 +10,7 @@ import typer
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from detk8s.config.load import LoadedRun, Project
+    from detk8s.project import LoadedRun, Project
 
 app = typer.Typer(
     help="Object-detection training runs as Kubeflow jobs: render, build, submit, collect.",
@@ -44,7 +44,7 @@ def _root(
 
 
 def project() -> Project:
-    from detk8s.config.load import Project
+    from detk8s.project import Project
 
     return Project.discover(_project_dir)
 

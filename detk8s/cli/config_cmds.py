@@ -102,7 +102,7 @@ def validate(
     for r in loaded:
         manifests_for(r, project.settings)
     summaries = [
-        summarize(r.config, r.dataset, get_adapter(r.config.framework).schedule(r.config))
+        summarize(r.config, r.dataset, get_adapter(r.config.framework).schedule(r.run))
         for r in loaded
     ]
     columns = ["run", "total batch", "lr", "linear-rule lr", "iters/epoch", "warmup iters",
@@ -134,5 +134,6 @@ def schema() -> None:
     import json
 
     from detk8s.config.jsonschema import run_config_schema
+    from detk8s.frameworks import settings_schemas
 
-    typer.echo(json.dumps(run_config_schema(), indent=2))
+    typer.echo(json.dumps(run_config_schema(settings_schemas()), indent=2))

@@ -13,7 +13,7 @@ from detk8s.cli.common import RunsArg, app, err, project
 from detk8s.errors import UsageError
 
 if TYPE_CHECKING:
-    from detk8s.config.load import Project
+    from detk8s.project import Project
     from detk8s.results.collect import RunResult
 
 SUMMARY_FORMATS = {".csv": "csv", ".md": "md", ".json": "json"}
@@ -43,44 +43,32 @@ def exec_(
 ) -> None:
     """Train a run here and store its results: the training image's entrypoint.
 
-    Prepares the data, trains (resuming from stored checkpoints), evaluates and stores the
-    results. In the pod, `-- ARGV` is the framework's command as rendered."""
-    from detk8s.runner.execute import Execution, load_run_file, write_files
+    Prepares the data, builds this replica's train command, trains (resuming from stored
+    checkpoints), evaluates and stores the results. Without --run-file, the run of this
+    project on this machine, as `submit --backend local` runs it. `-- ARGV` runs ARGV instead
+    of the framework's train command."""
+    from detk8s.runner.execute import execution
 
-    launch = list(ctx.args)
-    if run_file is not None:  # in the pod: everything comes from the ConfigMap and env
-        from detk8s.layout import POD
-        from detk8s.storage import open_storage
-
-        config, dataset = load_run_file(run_file)
-        if config.name != run:
-            raise UsageError(f"{run_file} is run {config.name}, not {run}")
-        uri = storage or os.environ.get("DETK8S_STORAGE")
-        if not uri:
-            raise UsageError("no storage: pass --storage or set DETK8S_STORAGE")
-        if not launch:
-            raise UsageError("no command after --: the job renders it")
-        execution = Execution(config, dataset, POD, open_storage(uri), launch, not no_tee, force)
-    else:  # on this machine (the local backend): the project says everything
-        from detk8s.frameworks import get_adapter
-        from detk8s.jobspec import run_file as render_run_file
-        from detk8s.layout import local_layout
+    if run_file is None:  # this machine: the job as the local backend runs it
+        from detk8s.backends.local import local_job
 
         proj = project()
         (name,) = proj.select([run])
-        loaded = proj.load_run(name)
-        layout = local_layout(proj.local_dir, name)
-        rendered = get_adapter(loaded.config.framework).launch(
-            loaded.config, loaded.dataset, layout
-        )
-        write_files(
-            {**rendered.files, "run.yaml": render_run_file(loaded)}, Path(layout.config_dir)
-        )
-        execution = Execution(
-            loaded.config, loaded.dataset, layout, proj.storage(storage),
-            launch or rendered.command, not no_tee, force,
-        )  # fmt: skip
-    raise typer.Exit(execution.execute())
+        spec, layout = local_job(proj, name)
+        os.environ.update(spec.env)
+        if layout.detk8s[0] != sys.executable:  # the trainer's own interpreter (local_python)
+            flags = [
+                *(["--storage", storage] if storage else []),
+                *(["--no-tee"] if no_tee else []),
+                *(["--force"] if force else []),
+            ]
+            argv = [*spec.command, *flags, *(["--", *ctx.args] if ctx.args else [])]
+            os.execv(argv[0], argv)  # fmt: skip
+        run_file = Path(layout.run_file)
+    job = execution(run_file, storage, not no_tee, force, list(ctx.args))
+    if job.name != run:
+        raise UsageError(f"{run_file} is run {job.name}, not {run}")
+    raise typer.Exit(job.execute())
 
 
 @app.command()

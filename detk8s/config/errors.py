@@ -11,10 +11,13 @@ from detk8s.config.layered import Layered
 from detk8s.errors import ConfigError
 
 
-def config_errors(exc: ValidationError, layered: Layered, file: Path) -> list[ConfigError]:
+def config_errors(
+    exc: ValidationError, layered: Layered, file: Path, prefix: tuple[str, ...] = ()
+) -> list[ConfigError]:
+    """One error per problem; `prefix` is where the validated mapping sits in the file."""
     out = []
     for err in exc.errors(include_url=False):
-        loc = tuple(str(p) for p in err["loc"])
+        loc = prefix + tuple(str(p) for p in err["loc"])
         # Missing keys belong to the file being loaded; anything else to the file that set it.
         origin = file if err["type"] == "missing" else layered.origin_of(loc, file)
         out.append(ConfigError(origin, ".".join(loc) or None, _message(err)))

@@ -11,14 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from detk8s.errors import ConfigError
+from detk8s.yaml_io import read_mapping
 
 BASE_KEY = "_BASE_"
 
 Key = tuple[str, ...]
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass
@@ -69,28 +67,6 @@ def key_origins(data: dict[str, Any], file: Path, prefix: Key = ()) -> dict[Key,
     return out
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    """One YAML mapping from a file, or a one-line ConfigError."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, None, "file not found") from None
-    except OSError as e:
-        raise ConfigError(path, None, f"cannot read: {e.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark else ""
-        problem = getattr(e, "problem", None) or "invalid YAML"
-        raise ConfigError(path, None, f"{where}{problem}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(path, None, f"must be a mapping, got {type(data).__name__}")
-    return data
-
-
 def load_layered(path: Path) -> tuple[Layered, Layered]:
     """The file merged over its bases, and its bases alone (for checks that compare the two)."""
     return _load(path, ())
@@ -99,7 +75,7 @@ def load_layered(path: Path) -> tuple[Layered, Layered]:
 def _load(path: Path, stack: tuple[Path, ...]) -> tuple[Layered, Layered]:
     path = Path(path)
     stack = (*stack, path.resolve())
-    own = read_yaml(path)
+    own = read_mapping(path)
     bases = Layered()
     for base in _base_paths(path, own.pop(BASE_KEY, None)):
         if base.resolve() in stack:  # the file that closes the loop is the one to fix

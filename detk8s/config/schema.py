@@ -20,15 +20,13 @@ from pydantic import (
     model_validator,
 )
 
-from detk8s.frameworks import known_frameworks
+from detk8s.datasets.source import DataSource, parse_source
+from detk8s.names import RUN_NAME, RUN_NAME_RULE, job_name
 from detk8s.weights import parse_weights_source
 
 # A Kubernetes resource quantity (1Gi, 500m, 8).
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 Quantity = Annotated[str, Field(pattern=QUANTITY)]
-# Run names become Kubernetes object names (lowercased) and pod/service names with a
-# "-worker-N" suffix, which must stay within 63 characters and start with a letter (DNS-1035).
-RUN_NAME = re.compile(r"^[A-Za-z]([-A-Za-z0-9]{0,38}[A-Za-z0-9])?$")
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 # Plain env values end up in the manifest; anything that smells of a credential must come from
 # a Secret instead.
@@ -85,15 +83,13 @@ class SecretRef(Strict):
 
 
 class RunConfig(Strict):
-    """One training run: what to train, on what, with how many GPUs."""
+    """One training run: what to train, on what, with how many GPUs. Keys every framework shares;
+    a framework's own keys live in a section named after it (`paddledet:`), which the framework
+    registry validates (detk8s.frameworks)."""
 
     name: Annotated[str, Field(description="The run's name: its file name without .yml.")]
-    framework: str = Field(description="Training framework adapter (paddledet).")
-    model: str = Field(description="Model family name shown in tables, e.g. picodet_s_320.")
-    model_config_file: str = Field(
-        alias="model_config",
-        description="The framework's model config, relative to the image's configs/<framework>/.",
-    )
+    framework: str = Field(description="The trainer: a framework adapter's name.")
+    model: str = Field(description="Model name shown in tables, e.g. picodet_s_320.")
     pretrain_weights: str | None = Field(
         None,
         description="Backbone weights: an http(s) URL, an s3:// URI (fetched by `detk8s exec` "
@@ -101,30 +97,28 @@ class RunConfig(Strict):
     )
     dataset: str = Field(description="A dataset defined in configs/datasets/<name>.yml.")
     gpus: PositiveInt = Field(description="GPUs per node.")
-    nodes: PositiveInt = 1
+    nodes: PositiveInt = Field(1, description="Nodes (pods), each with `gpus` GPUs.")
     batch_size: PositiveInt = Field(description="Batch size per GPU.")
     lr: Annotated[float, Field(gt=0, description="Base learning rate.")]
-    epochs: PositiveInt
-    image: str = Field(description="Training image; `auto` means the project's image.")
-    input_size: InputSize | None = Field(
-        None, description="Eval and export input size (square); default: the model config's."
+    epochs: PositiveInt = Field(description="Epochs to train.")
+    image: str = Field(
+        description="Training image; `auto` means the project's image of the framework's family."
     )
-    train_sizes: list[InputSize] | None = Field(
-        None,
-        min_length=1,
-        description="Multi-scale training sizes, one picked per batch; default: the model "
-        "config's.",
+    input_size: InputSize | None = Field(
+        None, description="Eval and export input size (square); default: the model's."
     )
     eval: bool = Field(
         True,
-        description="Evaluate on the val list at every snapshot and keep the best weights; the "
+        description="Evaluate on the val list while training and keep the best weights; the "
         "result is the best weights' mAP.",
     )
-    overrides: dict[str, Any] = Field(
-        default_factory=dict, description="Framework config keys set verbatim (nested mapping)."
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Arguments for the trainer's own command line, placed where it takes them.",
     )
-    extra_args: list[str] = Field(default_factory=list, description="Appended to the command.")
-    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(default_factory=dict)
+    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(
+        default_factory=dict, description="Plain env for the training container."
+    )
     secret_env: dict[Annotated[str, Field(pattern=ENV_NAME)], SecretRef] = Field(
         default_factory=dict, description="Env from Kubernetes Secrets: NAME: {secret, key}."
     )
@@ -140,26 +134,15 @@ class RunConfig(Strict):
     )
     run_policy: RunPolicy = RunPolicy()
 
-    # `model_config` is both a run key and pydantic's reserved name, hence the alias.
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, populate_by_name=True, protected_namespaces=()
-    )
+    # Extra keys are kept for the framework registry: the framework's section, or mistakes it
+    # reports (unknown keys, keys that moved into a section).
+    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
 
     @field_validator("name")
     @classmethod
     def _k8s_name(cls, v: str) -> str:
         if not RUN_NAME.match(v):
-            raise ValueError(
-                f"{v!r} cannot become a Kubernetes object name: use letters, digits and '-', "
-                "start with a letter, at most 40 characters"
-            )
-        return v
-
-    @field_validator("framework")
-    @classmethod
-    def _known_framework(cls, v: str) -> str:
-        if v not in known_frameworks():
-            raise ValueError(f"unknown framework {v!r} (known: {', '.join(known_frameworks())})")
+            raise ValueError(f"{v!r} cannot become a Kubernetes object name: {RUN_NAME_RULE}")
         return v
 
     @field_validator("pretrain_weights")
@@ -168,11 +151,6 @@ class RunConfig(Strict):
         if v is not None:
             parse_weights_source(v)  # ValueError names what is wrong
         return v
-
-    @field_validator("train_sizes")
-    @classmethod
-    def _sorted_sizes(cls, v: list[int] | None) -> list[int] | None:
-        return sorted(set(v)) if v else v
 
     @field_validator("env")
     @classmethod
@@ -188,7 +166,12 @@ class RunConfig(Strict):
 
     @property
     def job_name(self) -> str:
-        return self.name.lower()
+        return job_name(self.name)
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        """Keys beyond the common ones: the framework's section (and mistakes)."""
+        return dict(self.model_extra or {})
 
 
 class DatasetConfig(Strict):
@@ -212,9 +195,12 @@ class DatasetConfig(Strict):
     @field_validator("source")
     @classmethod
     def _scheme(cls, v: str) -> str:
-        if not v.startswith(("s3://", "pvc://", "file://")):
-            raise ValueError("must start with s3://, pvc:// or file://")
+        parse_source(v)  # ValueError names what is wrong
         return v
+
+    @property
+    def location(self) -> DataSource:
+        return parse_source(self.source)
 
     @field_validator("train_fraction")
     @classmethod
@@ -288,13 +274,20 @@ class ProjectConfig(Strict):
     context: str | None = None
     images: dict[str, ImageConfig] = Field(
         default_factory=dict,
-        description="Images by name: a framework's name is the image `image: auto` uses.",
+        description="Images by name; `image: auto` uses the one named after the framework's "
+        "family (paddle, pytorch).",
     )
     storage: StorageSettings = StorageSettings()
     backend: Literal["kubernetes", "local"] = Field(
         "kubernetes", description="Where submit runs jobs unless --backend says otherwise."
     )
     local_dir: str = Field("output", description="The local backend's work dir (runs, data).")
+    local_python: dict[str, str] = Field(
+        default_factory=dict,
+        description="For the local backend, the Python interpreter of each image family (paddle, "
+        "pytorch) with its trainer and detk8s installed, relative to this file; default: the "
+        "one running detk8s.",
+    )
     defaults: dict[str, Any] = Field(
         default_factory=dict, description="Run config keys applied beneath every run."
     )

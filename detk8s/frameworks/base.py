@@ -1,18 +1,60 @@
-"""The interface every framework adapter implements, and the records it answers with."""
+"""The interface every framework adapter implements, and the values it answers with.
+
+An adapter speaks twice in a run's life:
+- at render time (this machine), it checks the run, and says what every replica of the job gets:
+  the job kind whose launcher conventions it follows, env, files (`Plan`);
+- in the pod (`detk8s exec`), it prepares its inputs, builds *this* replica's train command from
+  the `Replica` the operator's env describes and the checkpoint to resume from, reports the
+  checkpoints it wrote, and evaluates the result and parses its metrics.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel
 
 from detk8s.config.schema import DatasetConfig, RunConfig
 from detk8s.layout import Layout
-from detk8s.spec import Launch
+from detk8s.replica import Replica
+from detk8s.results.metrics import Metrics
 
 # resumable: training can continue from it; final: the last epoch's (resuming it trains nothing);
 # best: the best weights on the val list so far, rewritten in place while training goes on.
 CheckpointRole = Literal["resumable", "final", "best"]
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run as an adapter sees it: the common config, its framework's settings, its dataset."""
+
+    config: RunConfig
+    settings: Any  # the adapter's `settings_model`
+    dataset: DatasetConfig
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What every replica of a run gets, decided at render time."""
+
+    job_kind: str  # the Kubeflow kind whose launcher and env conventions the trainer follows
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # mounted read-only at Layout.config_dir
+
+
+@dataclass(frozen=True)
+class Command:
+    """A process to start: an argument list (no shell parses it) and its env changes."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    unset: tuple[str, ...] = ()  # inherited variables the process must not see
 
 
 @dataclass(frozen=True)
@@ -41,42 +83,59 @@ def resume_order(role: str, epoch: int | None) -> float:
 
 @dataclass(frozen=True)
 class Schedule:
-    """The model config's learning-rate recipe, as `detk8s validate` shows it."""
+    """The model's learning-rate recipe, as `detk8s validate` shows it."""
 
-    reference_lr: float | None  # the recipe's base lr...
-    reference_batch: int | None  # ...for this total batch (the upstream recipe's GPUs x batch)
-    warmup_iterations: int | None  # warmup counted in iterations, or
-    warmup_epochs: float | None  # counted in epochs
+    reference_lr: float | None = None  # the recipe's base lr...
+    reference_batch: int | None = None  # ...for this total batch (the upstream recipe's)
+    warmup_iterations: int | None = None  # warmup counted in iterations, or
+    warmup_epochs: float | None = None  # counted in epochs
+    accumulate_to: int | None = None  # the trainer accumulates gradients up to this batch
 
 
 class FrameworkAdapter(Protocol):
-    name: str
+    name: ClassVar[str]  # the run's `framework:` and the name of its settings section
+    family: ClassVar[str]  # the image family (`images:` key `image: auto` resolves to)
+    settings_model: ClassVar[type[BaseModel]]
+    moved_keys: ClassVar[dict[str, str]]  # top-level keys that moved into the section
+    lr_scales_with_batch: ClassVar[bool]  # whether the linear scaling rule applies to `lr`
 
-    def launch(self, run: RunConfig, dataset: DatasetConfig, layout: Layout) -> Launch:
-        """The command, env and files that start one replica of `run`."""
+    # -- render time --------------------------------------------------------------------------
+
+    def check(self, run: Run) -> list[tuple[str, str]]:
+        """Problems as (key, message); the key is a dotted path in the run config."""
         ...
 
-    def schedule(self, run: RunConfig) -> Schedule:
-        """The learning-rate recipe `run` trains with."""
+    def plan(self, run: Run, layout: Layout) -> Plan: ...
+
+    def schedule(self, run: Run) -> Schedule: ...
+
+    # -- in the pod ---------------------------------------------------------------------------
+
+    def prepare(self, run: Run, layout: Layout) -> None:
+        """Inputs the trainer needs besides the dataset (converted labels, ...); idempotent."""
         ...
 
-    def eval_command(self, run: RunConfig, layout: Layout, weights: Path) -> list[str]:
-        """The command that evaluates `weights` on the val list and prints the metrics."""
-        ...
+    def train_command(
+        self, run: Run, layout: Layout, replica: Replica, resume: Checkpoint | None
+    ) -> Command: ...
 
-    def checkpoint_dir(self, run: RunConfig, layout: Layout) -> Path:
-        """Where the framework writes checkpoints."""
-        ...
+    def checkpoint_dir(self, run: Run, layout: Layout) -> Path: ...
 
-    def checkpoints(self, directory: Path) -> list[Checkpoint]:
+    def checkpoints(self, run: Run, directory: Path) -> list[Checkpoint]:
         """The checkpoints written completely in `directory`."""
         ...
 
-    def resume_args(self, checkpoint: Path) -> list[str]:
-        """Arguments to append to the train command to resume from `checkpoint`."""
-        ...
-
-    def evaluated_weights(self, run: RunConfig, directory: Path) -> Checkpoint | None:
+    def evaluated_weights(self, run: Run, directory: Path) -> Checkpoint | None:
         """The checkpoint whose weights are the run's result: the best on the val list when
         the run evaluated while training, else the final one."""
+        ...
+
+    def eval_command(
+        self, run: Run, layout: Layout, replica: Replica, weights: Checkpoint
+    ) -> Command:
+        """Evaluation of `weights` on the val list: one process, on rank 0 only."""
+        ...
+
+    def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:
+        """The evaluation's metrics, from its output (and files the trainer wrote)."""
         ...

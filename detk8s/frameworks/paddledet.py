@@ -2,8 +2,7 @@
 
 The paddledet wheel ships no tools/train.py, so training goes through `paddledet_worker.py`
 (ppdet's Python API); more than one GPU, or more than one node, goes through
-`paddle.distributed.launch`, which reads the operator's PADDLE_MASTER / PADDLE_NNODES /
-PADDLE_JOB_ID env as its --master / --nnodes / --job_id.
+`paddle.distributed.launch`, which meets its peers at the operator's PADDLE_MASTER.
 """
 
 from __future__ import annotations
@@ -11,17 +10,21 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from detk8s.config.schema import DatasetConfig, RunConfig
-from detk8s.frameworks.base import Checkpoint, Schedule
+from detk8s import yaml_io
+from detk8s.config.schema import InputSize
+from detk8s.frameworks.base import Checkpoint, Command, Plan, Run, Schedule
 from detk8s.layout import Layout
 from detk8s.paths import data_path, model_configs_dir
-from detk8s.spec import Launch
+from detk8s.replica import Replica
+from detk8s.results.metrics import Metrics, parse_metrics
 from detk8s.weights import parse_weights_source
 
+NAME = "paddledet"
 WORKER = "frameworks/paddledet_worker.py"  # in the package; runs without detk8s importable
 CONFIG_FILE = "paddledet.yml"
 VOC_FIELDS = ["image", "gt_bbox", "gt_class", "difficult"]
@@ -32,8 +35,30 @@ FINAL, BEST = "model_final", "best_model"
 REFERENCE_BATCH_KEY = "reference_total_batch"
 
 
-_CLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_CDumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+class PaddleDetSettings(BaseModel):
+    """The `paddledet:` section of a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: str = Field(
+        description="Our model config, a file of configs/paddledet/ (picodet_s_320_voc.yml)."
+    )
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="ppdet config keys set verbatim (nested mapping)."
+    )
+    train_sizes: list[InputSize] | None = Field(
+        None,
+        min_length=1,
+        description="Multi-scale training sizes, one drawn per batch; default: the model config's.",
+    )
+
+    @field_validator("train_sizes")
+    @classmethod
+    def _sorted_sizes(cls, v: list[int] | None) -> list[int] | None:
+        return sorted(set(v)) if v else v
+
+
+_CLoader = yaml_io.Loader
 
 
 class _TolerantLoader(_CLoader):  # type: ignore[misc, valid-type]
@@ -51,13 +76,17 @@ def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 _TolerantLoader.add_multi_constructor("!", _tagged)
 
 
-def read_model_config(run: RunConfig) -> dict[str, Any]:
-    return _read_model_config(data_path(model_configs_dir(run.framework)) / run.model_config_file)
+def model_config_path(settings: PaddleDetSettings) -> Path:
+    return data_path(model_configs_dir(NAME)) / settings.config
+
+
+def read_model_config(settings: PaddleDetSettings) -> dict[str, Any]:
+    return _read_model_config(model_config_path(settings))
 
 
 @cache
 def _read_model_config(path: Path) -> dict[str, Any]:
-    data = yaml.load(path.read_text(encoding="utf-8"), Loader=_TolerantLoader)
+    data = yaml_io.load(path.read_text(encoding="utf-8"), _TolerantLoader)
     return data if isinstance(data, dict) else {}
 
 
@@ -136,49 +165,27 @@ def sized_readers(
     return out
 
 
-def eval_size(model: dict[str, Any], run: RunConfig) -> int | None:
-    """The square size the run evaluates at."""
-    if run.input_size:
-        return run.input_size
-    size = model.get("eval_height")
-    return size if isinstance(size, int) else None
-
-
-def train_sizes(model: dict[str, Any], run: RunConfig) -> list[int]:
-    """The sizes the run trains at (one drawn per batch)."""
-    if run.train_sizes:
-        return list(run.train_sizes)
-    for t in (model.get("TrainReader") or {}).get("batch_transforms") or []:
-        if isinstance(t, dict) and "BatchRandomResize" in t:
-            sizes = (t["BatchRandomResize"] or {}).get("target_size") or []
-            return [s if isinstance(s, int) else s[0] for s in sizes]
-    return []
-
-
-def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
-    for k, v in src.items():
-        if isinstance(v, dict) and isinstance(dst.get(k), dict):
-            _deep_merge(dst[k], v)
-        else:
-            dst[k] = v
-    return dst
-
-
-class _PlainDumper(_CDumper):  # type: ignore[misc, valid-type]
-    """No &anchors: the file is read by people as well as by ppdet."""
-
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
-
-
 class PaddleDetAdapter:
-    name = "paddledet"
+    name: ClassVar[str] = NAME
+    family: ClassVar[str] = "paddle"
+    lr_scales_with_batch: ClassVar[bool] = True
+    settings_model: ClassVar[type[BaseModel]] = PaddleDetSettings
+    moved_keys: ClassVar[dict[str, str]] = {
+        "model_config": "config", "overrides": "overrides", "train_sizes": "train_sizes",
+    }  # fmt: skip
 
-    def framework_config(
-        self, run: RunConfig, dataset: DatasetConfig, layout: Layout
-    ) -> dict[str, Any]:
+    # -- render time ----------------------------------------------------------------------------
+
+    def check(self, run: Run) -> list[tuple[str, str]]:
+        if not model_config_path(run.settings).is_file():
+            return [(f"{NAME}.config", f"{run.settings.config} is not in "
+                                       f"{model_configs_dir(NAME)}/")]  # fmt: skip
+        return []
+
+    def framework_config(self, run: Run, layout: Layout) -> dict[str, Any]:
         """The per-run ppdet YAML: our model config in the image, plus this run's numbers."""
-        model = read_model_config(run)
+        c, settings, dataset = run.config, run.settings, run.dataset
+        model = read_model_config(settings)
         root = layout.dataset_dir(dataset)
 
         def voc(anno_path: str) -> dict[str, Any]:
@@ -192,33 +199,41 @@ class PaddleDetAdapter:
             }
 
         cfg: dict[str, Any] = {
-            "_BASE_": [layout.model_config(run.framework, run.model_config_file)],
-            "epoch": run.epochs,
+            "_BASE_": [layout.model_config(NAME, settings.config)],
+            "epoch": c.epochs,
             "save_dir": self.save_dir(run, layout),
             "num_classes": dataset.num_classes,
             "metric": "VOC",
             "map_type": "integral",
-            "LearningRate": {"base_lr": run.lr},
-            "TrainReader": {"batch_size": run.batch_size},
-            "TrainDataset": voc(layout.train_list(run.name, dataset)),
+            "LearningRate": {"base_lr": c.lr},
+            "TrainReader": {"batch_size": c.batch_size},
+            "TrainDataset": voc(layout.train_list(c.name, dataset)),
             "EvalDataset": voc(dataset.val_list),
             "TestDataset": {"name": "ImageFolder", "anno_path": f"{root}/{dataset.label_list}"},
         }
-        schedulers = scaled_schedulers(model, run.epochs)
+        schedulers = scaled_schedulers(model, c.epochs)
         if schedulers:
             cfg["LearningRate"]["schedulers"] = schedulers
-        _deep_merge(cfg, scaled_epoch_settings(model, run.epochs))
-        _deep_merge(cfg, sized_readers(model, run.input_size, run.train_sizes))
-        if run.pretrain_weights:
-            source = parse_weights_source(run.pretrain_weights)
-            cfg["pretrain_weights"] = layout.pretrained_weights(run.name, dataset, source)
-        return _deep_merge(cfg, dict(run.overrides))
+        _deep_merge(cfg, scaled_epoch_settings(model, c.epochs))
+        _deep_merge(cfg, sized_readers(model, c.input_size, settings.train_sizes))
+        if c.pretrain_weights:
+            source = parse_weights_source(c.pretrain_weights)
+            cfg["pretrain_weights"] = layout.pretrained_weights(c.name, dataset, source)
+        return _deep_merge(cfg, dict(settings.overrides))
 
-    def schedule(self, run: RunConfig) -> Schedule:
-        model = read_model_config(run)
-        lr = (run.overrides.get("LearningRate") or {}).get("schedulers") or (
-            model.get("LearningRate") or {}
-        ).get("schedulers")
+    def plan(self, run: Run, layout: Layout) -> Plan:
+        text = yaml_io.dump(self.framework_config(run, layout), default_flow_style=None)
+        header = f"# ppdet config of run {run.name}, rendered by detk8s from configs/runs/.\n"
+        return Plan(
+            job_kind="PaddleJob",
+            env={"FLAGS_allocator_strategy": "auto_growth"},
+            files={CONFIG_FILE: header + text},
+        )
+
+    def schedule(self, run: Run) -> Schedule:
+        model = read_model_config(run.settings)
+        overridden = run.settings.overrides.get("LearningRate") or {}
+        lr = overridden.get("schedulers") or (model.get("LearningRate") or {}).get("schedulers")
         warmup = next(
             (s for s in lr or [] if isinstance(s, dict) and s.get("name") == "LinearWarmup"), {}
         )
@@ -232,92 +247,93 @@ class PaddleDetAdapter:
             warmup_epochs=float(epochs) if epochs else None,
         )
 
-    def save_dir(self, run: RunConfig, layout: Layout) -> str:
+    # -- in the pod -----------------------------------------------------------------------------
+
+    def prepare(self, run: Run, layout: Layout) -> None:
+        """ppdet reads the VOC lists itself."""
+
+    def save_dir(self, run: Run, layout: Layout) -> str:
         """ppdet writes checkpoints to save_dir/<config file stem>/: give it the run's own dir."""
         return f"{layout.run_dir(run.name)}/ckpt"
 
     def worker(self, layout: Layout) -> str:
         return f"{layout.package_dir}/{WORKER}"
 
-    def command(self, run: RunConfig, layout: Layout) -> list[str]:
-        config = f"{layout.config_dir}/{CONFIG_FILE}"
-        worker = [self.worker(layout), "train", "--config", config]
-        if run.eval:
+    def train_command(
+        self, run: Run, layout: Layout, replica: Replica, resume: Checkpoint | None
+    ) -> Command:
+        c = run.config
+        worker = [self.worker(layout), "train", "--config", f"{layout.config_dir}/{CONFIG_FILE}"]
+        if c.eval:
             worker.append("--eval")
-        worker += run.extra_args
-        if run.gpus == 1 and run.nodes == 1:
-            return [layout.python, *worker]
-        gpus = ",".join(str(i) for i in range(run.gpus))
+        if resume is not None:
+            worker += ["--resume", str(resume.weights.with_suffix(""))]
+        worker += c.extra_args
+        if c.gpus == 1 and c.nodes == 1:
+            return Command([layout.python, *worker])
+        launch = [layout.python, "-m", "paddle.distributed.launch"]
+        if replica.gpus:  # paddle's CPU launcher rejects --gpus: without it, one CPU process
+            launch += ["--gpus", ",".join(str(i) for i in range(c.gpus))]
+        if replica.distributed:  # paddle also reads these from the operator's PADDLE_* env
+            launch += ["--master", f"{replica.master_addr}:{replica.master_port}",
+                       "--nnodes", str(replica.nnodes)]  # fmt: skip
+            if replica.job_id:
+                launch += ["--job_id", replica.job_id]
         # Only local rank 0 prints to stdout; the others log to --log_dir/workerlog.N.
-        log_dir = f"{layout.run_dir(run.name)}/log"
-        return [layout.python, "-m", "paddle.distributed.launch", "--gpus", gpus,
-                "--log_dir", log_dir, *worker]  # fmt: skip
-
-    def eval_command(self, run: RunConfig, layout: Layout, weights: Path) -> list[str]:
-        """Evaluation of final weights on the val list: one process, rank 0 only."""
-        config = f"{layout.config_dir}/{CONFIG_FILE}"
-        return [
-            layout.python,
-            self.worker(layout),
-            "eval",
-            "--config",
-            config,
-            "--weights",
-            str(weights),
-        ]
+        launch += ["--log_dir", f"{layout.run_dir(c.name)}/log"]
+        return Command([*launch, *worker])
 
     # Checkpoints. ppdet writes them to save_dir/<config file stem>/ as N.pdparams, N.pdema
     # (EMA models) and N.pdopt, the .pdopt last; N counts epochs from 0. The last epoch is
     # model_final; best_model is rewritten whenever an evaluation is at least as good.
 
-    def checkpoint_dir(self, run: RunConfig, layout: Layout) -> Path:
+    def checkpoint_dir(self, run: Run, layout: Layout) -> Path:
         return Path(self.save_dir(run, layout)) / Path(CONFIG_FILE).stem
 
-    def checkpoints(self, directory: Path) -> list[Checkpoint]:
+    def checkpoints(self, run: Run, directory: Path) -> list[Checkpoint]:
         """Those fully written (their .pdopt exists), with their epochs."""
         out = []
         for opt in sorted(directory.glob("*.pdopt")):
             name = opt.stem
             files = tuple(sorted(directory.glob(f"{name}.pd*")))
+            weights = opt.with_suffix(".pdparams")
             if name == BEST:
                 info = directory / f"{BEST}.json"
                 files += (info,) if info.is_file() else ()
-                out.append(Checkpoint(name, files, opt.with_suffix(".pdparams"), "best",
-                                      _best_epoch(info)))  # fmt: skip
+                out.append(Checkpoint(name, files, weights, "best", _best_epoch(info)))
             elif name == FINAL:
-                out.append(Checkpoint(name, files, opt.with_suffix(".pdparams"), "final", None))
+                out.append(Checkpoint(name, files, weights, "final", run.config.epochs))
             elif name.isdigit():
-                out.append(Checkpoint(name, files, opt.with_suffix(".pdparams"), "resumable",
-                                      int(name) + 1))  # fmt: skip
+                out.append(Checkpoint(name, files, weights, "resumable", int(name) + 1))
         return out
 
-    def resume_args(self, checkpoint: Path) -> list[str]:
-        """Arguments that make the worker continue from `checkpoint` (a path without suffix)."""
-        return ["--resume", str(checkpoint)]
+    def evaluated_weights(self, run: Run, directory: Path) -> Checkpoint | None:
+        by_name = {c.name: c for c in self.checkpoints(run, directory)}
+        if run.config.eval and BEST in by_name:
+            return by_name[BEST]
+        return by_name.get(FINAL)
 
-    def evaluated_weights(self, run: RunConfig, directory: Path) -> Checkpoint | None:
-        by_name = {c.name: c for c in self.checkpoints(directory)}
-        best, final = by_name.get(BEST), by_name.get(FINAL)
-        if run.eval and best is not None:
-            return best
-        if final is not None:
-            return Checkpoint(final.name, final.files, final.weights, "final", run.epochs)
-        return None
+    def eval_command(
+        self, run: Run, layout: Layout, replica: Replica, weights: Checkpoint
+    ) -> Command:
+        """The worker picks the GPU when there is one."""
+        return Command([
+            layout.python, self.worker(layout), "eval",
+            "--config", f"{layout.config_dir}/{CONFIG_FILE}", "--weights", str(weights.weights),
+        ])  # fmt: skip
 
-    def launch(self, run: RunConfig, dataset: DatasetConfig, layout: Layout) -> Launch:
-        text = yaml.dump(
-            self.framework_config(run, dataset, layout),
-            Dumper=_PlainDumper,
-            sort_keys=False,
-            default_flow_style=None,
-        )
-        header = f"# ppdet config of run {run.name}, rendered by detk8s from configs/runs/.\n"
-        return Launch(
-            job_kind="PaddleJob",
-            command=self.command(run, layout),
-            env={"FLAGS_allocator_strategy": "auto_growth"},
-            files={CONFIG_FILE: header + text},
-        )
+    def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:
+        """VOC mAP, per-class AP (the worker evaluates classwise) and FPS, as ppdet logs them."""
+        return parse_metrics(eval_output)
+
+
+def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> dict[str, Any]:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_merge(dst[k], v)
+        else:
+            dst[k] = v
+    return dst
 
 
 def _best_epoch(info: Path) -> int | None:

@@ -155,8 +155,13 @@ def train(args: argparse.Namespace) -> None:
 def evaluate(args: argparse.Namespace) -> None:
     cfg = load_cfg(args.config, args.opt)
     from ppdet.engine import Trainer, init_parallel_env
+    from ppdet.metrics import map_utils
 
     cfg.weights = args.weights
+    # Per-class AP as well: ppdet prints it as a table. It would also draw PR-curve JPEGs into
+    # the working dir with matplotlib, which the image does not carry: not needed, skipped.
+    cfg.classwise = True
+    map_utils.draw_pr_curve = lambda *args, **kwargs: None
     if world_size() > 1:
         init_parallel_env()
     trainer = Trainer(cfg, mode="eval")

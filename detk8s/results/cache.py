@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 
+from detk8s.paths import user_cache_dir
 from detk8s.util import write_atomic
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "detk8s" / "collect"
+    return user_cache_dir() / "collect"
 
 
 class ResultCache:

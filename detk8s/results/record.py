@@ -31,7 +31,13 @@ class EvalRecord(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     map50: float | None = Field(None, description="mAP@0.5 in percent")
     map50_95: float | None = Field(None, description="COCO AP@[.5:.95] in percent")
+    per_class: dict[str, float] = Field(
+        default_factory=dict, description="AP@0.5 per class in percent, where reported"
+    )
     fps: float | None = None
+    metric_lines: list[str] = Field(
+        default_factory=list, description="The lines of the evaluation's output parsed"
+    )
     train_seconds: float
     eval_seconds: float | None = None
     image: str | None = None

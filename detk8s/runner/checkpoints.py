@@ -16,18 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from detk8s.errors import DetkError
-from detk8s.frameworks.base import Checkpoint, FrameworkAdapter, resume_order
-from detk8s.storage import Storage
+from detk8s.frameworks.base import Checkpoint, resume_order
+from detk8s.storage import CHECKPOINTS_DIR, Storage
 
-PREFIX = "checkpoints"
 MANIFEST = ".json"
 READ_ATTEMPTS = 3
 UPLOAD_ATTEMPTS = 4  # at stop(): backoff 1, 2, 4 s between them (the background loop retries too)
@@ -66,7 +66,7 @@ def signature(files: tuple[Path, ...]) -> Signature:
     out = []
     for f in files:
         st = f.stat()
-        out.append((f.name, st.st_size, st.st_mtime_ns))
+        out.append((str(f), st.st_size, st.st_mtime_ns))
     return tuple(out)
 
 
@@ -79,14 +79,14 @@ class CheckpointSync:
         self,
         storage: Storage,
         run: str,
-        adapter: FrameworkAdapter,
+        scan: Callable[[], list[Checkpoint]],
         local_dir: Path,
         keep: int = 3,
         interval: float = 10.0,
         say: Callable[[str], None] = print,
         backoff: float = 1.0,
     ) -> None:
-        self.storage, self.run, self.adapter = storage, run, adapter
+        self.storage, self.run, self.scan = storage, run, scan  # scan: the adapter's, on disk
         self.local_dir, self.keep, self.interval, self.say = local_dir, keep, interval, say
         self.backoff = backoff
         self._stored: dict[str, Signature] = {}  # what storage holds, by local signature
@@ -98,7 +98,18 @@ class CheckpointSync:
         self._thread: threading.Thread | None = None
 
     def _key(self, rest: str) -> str:
-        return f"{self.run}/{PREFIX}/{rest}"
+        return f"{self.run}/{CHECKPOINTS_DIR}/{rest}"
+
+    def _relative(self, file: Path) -> str:
+        """A checkpoint file's name in storage: its path under the checkpoint dir."""
+        return file.relative_to(self.local_dir).as_posix()
+
+    def _local(self, name: str) -> Path:
+        """Where a stored file goes; a name that would leave the checkpoint dir is refused."""
+        path = PurePosixPath(name)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise CheckpointError(f"refusing checkpoint file {name!r}: it leaves {self.local_dir}")
+        return self.local_dir / path
 
     # -- reading --------------------------------------------------------------------------
 
@@ -136,29 +147,31 @@ class CheckpointSync:
         for _ in range(READ_ATTEMPTS):
             try:
                 for file, meta in stored.files.items():
-                    dest = self.local_dir / file
+                    dest = self._local(file)
                     key = self._key(f"{stored.name}/{stored.version}/{file}")
                     if not self.storage.download(key, dest):
                         raise _Changed(f"{key} is gone")
                     if dest.stat().st_size != meta["size"] or sha256(dest) != meta["sha256"]:
                         raise _Changed(f"{key} does not match its manifest")
+                    if "mtime_ns" in meta:  # the files' order in time means something to some
+                        os.utime(dest, ns=(meta["mtime_ns"], meta["mtime_ns"]))  # trainers
             except _Changed:
                 newer = self._manifest(stored.name)
                 if newer is None:
                     break
                 stored = newer
                 continue
-            files = tuple(self.local_dir / f for f in stored.files)
+            files = tuple(self._local(f) for f in stored.files)
             self._stored[stored.name] = signature(files)
             self._versions[stored.name] = [stored.version]
             return
         raise CheckpointError(f"checkpoint {stored.name}: cannot read a consistent copy")
 
-    def restore(self) -> Path | None:
+    def restore(self) -> Checkpoint | None:
         """Fetch the newest resumable checkpoint (unless one as new is on disk) and the best
-        model; the path to resume from, without suffix, or None to start from scratch."""
+        model; the checkpoint to resume from, or None to start from scratch."""
         remote = self.remote()
-        local = {c.name: c for c in self.adapter.checkpoints(self.local_dir)}
+        local = {c.name: c for c in self.scan()}
         best_local = max((c for c in local.values() if c.order >= 0), key=lambda c: c.order,
                          default=None)  # fmt: skip
         resumable = [s for s in remote.values() if s.order >= 0]
@@ -171,7 +184,7 @@ class CheckpointSync:
         resume = best_remote.name if best_remote in wanted else getattr(best_local, "name", None)
         for stored in remote.values():  # what storage has needs no upload
             self._versions.setdefault(stored.name, [stored.version])
-        return None if resume is None else self.local_dir / resume
+        return next((c for c in self.scan() if c.name == resume), None)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -203,7 +216,7 @@ class CheckpointSync:
         whose files are unchanged since the previous scan (not being written)."""
         with self._lock:
             done = []
-            for ckpt in sorted(self.adapter.checkpoints(self.local_dir), key=lambda c: c.order):
+            for ckpt in sorted(self.scan(), key=lambda c: c.order):
                 try:
                     sig = signature(ckpt.files)
                 except FileNotFoundError:  # replaced while we looked
@@ -233,13 +246,17 @@ class CheckpointSync:
             return done
 
     def _upload(self, ckpt: Checkpoint, sig: Signature) -> None:
-        files = {f.name: {"size": f.stat().st_size, "sha256": sha256(f)} for f in ckpt.files}
-        version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+        files = {
+            self._relative(f): {"size": size, "sha256": sha256(f), "mtime_ns": mtime}
+            for f, (_, size, mtime) in zip(ckpt.files, sig, strict=True)
+        }
+        content = {name: (meta["size"], meta["sha256"]) for name, meta in files.items()}
+        version = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
         versions = self._versions.setdefault(ckpt.name, [])
         if versions and versions[-1] == version:
             return  # storage holds this content already (e.g. just restored)
         for f in ckpt.files:
-            self.storage.upload(self._key(f"{ckpt.name}/{version}/{f.name}"), f)
+            self.storage.upload(self._key(f"{ckpt.name}/{version}/{self._relative(f)}"), f)
         if signature(ckpt.files) != sig:
             raise _Changed
         manifest = {"name": ckpt.name, "version": version, "role": ckpt.role,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from detk8s.config.schema import DatasetConfig
 from detk8s.errors import DetkError
-from detk8s.storage import Storage
+from detk8s.storage import Storage, open_storage
 
 SYNC_THREADS = 16
 
@@ -33,8 +33,8 @@ def sync_down(storage: Storage, dest: Path) -> tuple[int, int]:
 def prepare_dataset(dataset: DatasetConfig, root: Path, results: Storage) -> None:
     """Make the dataset complete under `root`: synced from object storage (the service that
     holds the results) when it lives there."""
-    if dataset.source.startswith("s3://"):
-        got, skipped = sync_down(results.sibling(dataset.source), root)
+    if dataset.location.synced:
+        got, skipped = sync_down(open_storage(dataset.source, results.connection), root)
         print(f"[detk8s] dataset {dataset.name}: {got} file(s) downloaded, {skipped} present")
     for name in (dataset.train_list, dataset.val_list, dataset.label_list):
         if not (root / name).is_file():
@@ -45,7 +45,7 @@ def fetch_weights(results: Storage, uri: str, dest: Path) -> str:
     """Download the object `uri` (on the results' service) to `dest`, unless a file of the same
     size is there already. Says which it did."""
     parent, _, name = uri.rpartition("/")
-    store = results.sibling(parent)
+    store = open_storage(parent, results.connection)
     remote = next((obj for obj in store.list(name) if obj.key == name), None)
     if remote is None:
         raise DataError(f"pretrain_weights {uri} does not exist")

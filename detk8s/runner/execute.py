@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detk8s import __version__
+from detk8s import __version__, podenv, yaml_io
 from detk8s.config.schema import DatasetConfig, RunConfig
 from detk8s.errors import DetkError
-from detk8s.frameworks import get_adapter
-from detk8s.frameworks.base import FrameworkAdapter
+from detk8s.frameworks import SectionErrors, get_adapter, make_run
+from detk8s.frameworks.base import Checkpoint, Command, FrameworkAdapter, Run
 from detk8s.layout import Layout
-from detk8s.results.metrics import parse_metrics
+from detk8s.replica import Replica
 from detk8s.results.record import EvalRecord, FailureRecord
 from detk8s.runner.checkpoints import CheckpointSync
 from detk8s.runner.data import DataError, fetch_weights, prepare_dataset, write_train_subset
 from detk8s.runner.process import Terminated, run_teed
-from detk8s.runner.rank import is_rank0
-from detk8s.storage import DONE, EVAL_JSON, FAILED, TRAIN_LOG, Storage
-from detk8s.weights import parse_weights_source
+from detk8s.storage import (
+    DONE,
+    EVAL_JSON,
+    EVAL_LOG,
+    FAILED,
+    TRAIN_LOG,
+    WEIGHTS_DIR,
+    Storage,
+    open_storage,
+)  # fmt: skip
+from detk8s.weights import download, parse_weights_source, redact
 
-EVAL_LOG = "eval.log"
-WEIGHTS = "weights"
 EXIT_TERMINATED = 143
 TAIL_LINES = 20
-CHECKPOINT_INTERVAL = float(os.environ.get("DETK8S_CHECKPOINT_INTERVAL", "10"))
+CHECKPOINT_INTERVAL = float(os.environ.get(podenv.CHECKPOINT_INTERVAL, "10"))
 
 
 def now() -> str:
@@ -36,22 +43,29 @@ def now() -> str:
 
 @dataclass
 class Execution:
-    run: RunConfig
-    dataset: DatasetConfig
+    run: Run
     layout: Layout
     storage: Storage
-    launch: list[str]  # the framework's train command, as rendered
+    replica: Replica = field(default_factory=Replica.from_env)
     tee: bool = True
     force: bool = False
-    rank0: bool = field(default_factory=is_rank0)
+    argv: list[str] | None = None  # instead of the adapter's train command (debugging)
     sync: CheckpointSync | None = field(default=None, init=False)
 
     @property
+    def name(self) -> str:
+        return self.run.name
+
+    @property
+    def rank0(self) -> bool:
+        return self.replica.rank0
+
+    @property
     def run_dir(self) -> Path:
-        return Path(self.layout.run_dir(self.run.name))
+        return Path(self.layout.run_dir(self.name))
 
     def key(self, name: str) -> str:
-        return f"{self.run.name}/{name}"
+        return f"{self.name}/{name}"
 
     def say(self, message: str) -> None:
         print(f"[detk8s] {message}", flush=True)
@@ -60,31 +74,33 @@ class Execution:
         """The exit code: 0 done (or already done), the framework's code on failure, 143 when
         stopped by SIGTERM (the pod will be restarted and resume)."""
         if self.rank0 and not self.force and self.storage.exists(self.key(DONE)):
-            self.say(f"{self.run.name} is already done in {self.storage.uri}; nothing to do")
+            self.say(f"{self.name} is already done in {self.storage.uri}; nothing to do")
             return 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
         terminated = Terminated()
         terminated.install()
         started, t0 = now(), time.monotonic()
-        adapter = get_adapter(self.run.framework)
+        adapter = get_adapter(self.run.config.framework)
         try:
             self._prepare_data()
             self._prepare_weights()
+            adapter.prepare(self.run, self.layout)
             ckpt_dir = adapter.checkpoint_dir(self.run, self.layout)
             ckpt_dir.mkdir(parents=True, exist_ok=True)
-            sync = CheckpointSync(
-                self.storage, self.run.name, adapter, ckpt_dir, interval=CHECKPOINT_INTERVAL,
-                say=self.say,
+            self.sync = sync = CheckpointSync(
+                self.storage, self.name, lambda: adapter.checkpoints(self.run, ckpt_dir), ckpt_dir,
+                interval=CHECKPOINT_INTERVAL, say=self.say,
             )  # fmt: skip
-            self.sync = sync
             resume = sync.restore()
-            argv = list(self.launch)
-            if resume is not None:
-                self.say(f"resuming from checkpoint {resume.name}")
-                argv += adapter.resume_args(resume)
-            if self.rank0:
-                sync.start()
-            code = run_teed(argv, self.run_dir / TRAIN_LOG, terminated, tee=self.tee)
+            if resume is not None and resume.role == "final":
+                self.say(f"training finished before ({resume.name} is stored): evaluating")
+                code = 0
+            else:
+                if resume is not None:
+                    self.say(f"resuming from checkpoint {resume.name}")
+                if self.rank0:
+                    sync.start()
+                code = self._run(self._train_command(adapter, resume), TRAIN_LOG, terminated)
             train_seconds = time.monotonic() - t0
             if self.rank0:
                 sync.stop()  # uploads the newest checkpoint, also after SIGTERM
@@ -101,68 +117,97 @@ class Execution:
         except DetkError as e:
             return self._fail(str(e), 1)
 
+    def _train_command(self, adapter: FrameworkAdapter, resume: Checkpoint | None) -> Command:
+        if self.argv:
+            return Command(self.argv)
+        return adapter.train_command(self.run, self.layout, self.replica, resume)
+
+    def _run(self, command: Command, log: str, terminated: Terminated) -> int:
+        self.say(f"running: {shlex.join(command.argv)}")
+        return run_teed(
+            command.argv, self.run_dir / log, terminated, tee=self.tee, env=command.env,
+            unset=command.unset, cwd=self.run_dir,
+        )  # fmt: skip
+
     def _prepare_weights(self) -> None:
-        """Pretrained weights in object storage, fetched once to where the config expects them
-        (a pod without egress starts too)."""
-        if not self.run.pretrain_weights:
+        """Pretrained weights fetched once to where the trainer reads them: from object
+        storage (a pod without egress starts too) or a URL; or checked, for a path."""
+        config = self.run.config
+        if not config.pretrain_weights:
             return
-        source = parse_weights_source(self.run.pretrain_weights)
-        local = Path(self.layout.pretrained_weights(self.run.name, self.dataset, source))
+        source = parse_weights_source(config.pretrain_weights)
+        local = Path(self.layout.pretrained_weights(self.name, self.run.dataset, source))
         if source.kind == "s3":
             fetched = fetch_weights(self.storage, source.value, local)
-            self.say(f"pretrained weights {source.value}: {fetched} -> {local}")
-        elif source.kind != "url" and not local.is_file():
-            raise DataError(f"pretrain_weights {self.run.pretrain_weights}: {local} does not exist")
+        elif source.kind == "url":
+            fetched = (
+                "present"
+                if local.is_file()
+                else f"downloaded {download(source.value, local) / 1e6:.1f} MB"
+            )
+        elif not local.is_file():
+            raise DataError(f"pretrain_weights {config.pretrain_weights}: {local} does not exist")
+        else:
+            return
+        self.say(f"pretrained weights {redact(source.value)}: {fetched} -> {local}")
 
     def _prepare_data(self) -> None:
-        root = Path(self.layout.dataset_dir(self.dataset))
-        prepare_dataset(self.dataset, root, self.storage)
-        if self.dataset.train_fraction is not None:
-            out = Path(self.layout.train_list(self.run.name, self.dataset))
-            kept = write_train_subset(self.dataset, root, out)
-            self.say(f"train list: first {kept} lines ({self.dataset.train_fraction}) -> {out}")
+        dataset = self.run.dataset
+        root = Path(self.layout.dataset_dir(dataset))
+        prepare_dataset(dataset, root, self.storage)
+        if dataset.train_fraction is not None:
+            out = Path(self.layout.train_list(self.name, dataset))
+            kept = write_train_subset(dataset, root, out)
+            self.say(f"train list: first {kept} lines ({dataset.train_fraction}) -> {out}")
 
     def _evaluate_and_store(
-        self, adapter: FrameworkAdapter, started: str, train_seconds: float, resume: Path | None
+        self,
+        adapter: FrameworkAdapter,
+        started: str,
+        train_seconds: float,
+        resume: Checkpoint | None,
     ) -> int:
+        config, dataset = self.run.config, self.run.dataset
         ckpt_dir = adapter.checkpoint_dir(self.run, self.layout)
         result = adapter.evaluated_weights(self.run, ckpt_dir)
         if result is None:
             return self._fail(f"training ended without final weights in {ckpt_dir}", 1)
-        weights = result.weights
         epoch = f" (epoch {result.epoch})" if result.epoch else ""
-        self.say(f"evaluating {result.name}{epoch} on {self.dataset.val_list}")
+        self.say(f"evaluating {result.name}{epoch} on {dataset.val_list}")
         t0 = time.monotonic()
-        argv = adapter.eval_command(self.run, self.layout, weights)
         eval_log = self.run_dir / EVAL_LOG
         eval_log.unlink(missing_ok=True)
-        code = run_teed(argv, eval_log, Terminated(), tee=self.tee)
+        command = adapter.eval_command(self.run, self.layout, self.replica, result)
+        code = self._run(command, EVAL_LOG, Terminated())
         if code != 0:
             return self._fail(f"evaluation exited with {code}", code)
-        metrics = parse_metrics(eval_log.read_text(encoding="utf-8", errors="replace"))
-        if "map50" not in metrics:
+        output = eval_log.read_text(encoding="utf-8", errors="replace")
+        metrics = adapter.metrics(self.run, self.layout, output)
+        if metrics.map50 is None:
             return self._fail("evaluation printed no mAP", 1)
         record = EvalRecord(
-            run=self.run.name,
-            framework=self.run.framework,
-            model=self.run.model,
-            dataset=self.dataset.name,
-            train_fraction=self.dataset.train_fraction,
+            run=self.name,
+            framework=config.framework,
+            model=config.model,
+            dataset=dataset.name,
+            train_fraction=dataset.train_fraction,
             train_images=self._train_images(),
-            gpus=self.run.gpus,
-            nodes=self.run.nodes,
-            batch_size=self.run.batch_size,
-            lr=self.run.lr,
-            epochs=self.run.epochs,
+            gpus=config.gpus,
+            nodes=config.nodes,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            epochs=config.epochs,
             weights=result.name,
             weights_epoch=result.epoch,
-            metrics=metrics,
-            map50=metrics.get("map50"),
-            map50_95=metrics.get("map50_95"),
-            fps=metrics.get("fps"),
+            metrics=metrics.details,
+            map50=metrics.map50,
+            map50_95=metrics.map50_95,
+            per_class=metrics.per_class,
+            fps=metrics.fps,
+            metric_lines=metrics.lines,
             train_seconds=round(train_seconds, 1),
             eval_seconds=round(time.monotonic() - t0, 1),
-            image=os.environ.get("DETK8S_IMAGE"),
+            image=os.environ.get(podenv.IMAGE),
             resumed_from=resume.name if resume else None,
             checkpoint_errors=self._checkpoint_errors(),
             started=started,
@@ -174,13 +219,13 @@ class Execution:
         self.storage.upload(self.key(TRAIN_LOG), self.run_dir / TRAIN_LOG)
         self.storage.upload(self.key(EVAL_LOG), eval_log)
         self.storage.upload(self.key(EVAL_JSON), self.run_dir / EVAL_JSON)
-        self.storage.upload(self.key(f"{WEIGHTS}/{weights.name}"), weights)
+        self.storage.upload(self.key(f"{WEIGHTS_DIR}/{result.weights.name}"), result.weights)
         self.storage.put(self.key(DONE), f"{record.finished}\n".encode())
         self.storage.delete(self.key(FAILED))  # an earlier attempt's
         summary = f"mAP(0.50) {record.map50:.2f}%"
         if record.fps:
             summary += f", {record.fps:.2f} FPS"
-        self.say(f"{self.run.name} done: {summary}; results in {self.storage.uri}/{self.run.name}/")
+        self.say(f"{self.name} done: {summary}; results in {self.storage.uri}/{self.name}/")
         return 0
 
     def _checkpoint_errors(self) -> list[str]:
@@ -188,20 +233,21 @@ class Execution:
         return [f"{name}: {e}" for name, e in errors.items()]
 
     def _train_images(self) -> int | None:
-        if self.dataset.train_fraction is None:
-            return self.dataset.train_images
-        path = Path(self.layout.train_list(self.run.name, self.dataset))
+        dataset = self.run.dataset
+        if dataset.train_fraction is None:
+            return dataset.train_images
+        path = Path(self.layout.train_list(self.name, dataset))
         return len(path.read_text().splitlines()) if path.is_file() else None
 
     def _fail(self, reason: str, code: int) -> int:
-        self.say(f"{self.run.name} failed: {reason}")
+        self.say(f"{self.name} failed: {reason}")
         if self.rank0:
             log = self.run_dir / TRAIN_LOG
             tail = (
                 log.read_text(errors="replace").splitlines()[-TAIL_LINES:] if log.is_file() else []
             )
             record = FailureRecord(
-                run=self.run.name, reason=reason, exit_code=code, finished=now(), log_tail=tail,
+                run=self.name, reason=reason, exit_code=code, finished=now(), log_tail=tail,
                 checkpoint_errors=self._checkpoint_errors(),
             )  # fmt: skip
             try:
@@ -213,18 +259,33 @@ class Execution:
         return code or 1
 
 
-def load_run_file(path: Path) -> tuple[RunConfig, DatasetConfig]:
-    """The resolved run and dataset the ConfigMap carries (see jobspec.run_file)."""
-    import yaml
+@dataclass(frozen=True)
+class RunFile:
+    """run.yaml as `detk8s exec` reads it (see jobspec.run_file)."""
 
+    run: Run
+    layout: Layout
+
+
+def load_run_file(path: Path) -> RunFile:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return RunConfig.model_validate(data["run"]), DatasetConfig.model_validate(data["dataset"])
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError) as e:
+        data = yaml_io.load(path.read_text(encoding="utf-8"))
+        config = RunConfig.model_validate(data["run"])
+        dataset = DatasetConfig.model_validate(data["dataset"])
+        layout = Layout.from_dict(data["layout"])
+        return RunFile(make_run(config, dataset), layout)
+    except (OSError, KeyError, TypeError, ValueError, SectionErrors, yaml_io.YAMLError) as e:
         raise DetkError(f"{path}: not a detk8s run file ({type(e).__name__}: {e})") from None
 
 
-def write_files(files: dict[str, str], directory: Path) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        (directory / name).write_text(content, encoding="utf-8")
+def execution(
+    run_file: Path, storage_uri: str | None, tee: bool, force: bool, argv: list[str] | None
+) -> Execution:
+    """The run a run file describes, storing into `storage_uri` or $DETK8S_STORAGE."""
+    loaded = load_run_file(run_file)
+    uri = storage_uri or os.environ.get(podenv.STORAGE)
+    if not uri:
+        raise DetkError(f"no storage: pass --storage or set {podenv.STORAGE}")
+    return Execution(
+        loaded.run, loaded.layout, open_storage(uri), tee=tee, force=force, argv=argv or None
+    )

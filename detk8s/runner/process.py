@@ -13,10 +13,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
+from detk8s import podenv
+
 # How long the framework gets to stop after SIGTERM before it is killed. Frameworks do not
 # always stop: paddle blocks SIGTERM in its main thread at times, and its handler can deadlock.
 # The pod's terminationGracePeriodSeconds leaves room for this plus the checkpoint upload.
-TERM_GRACE = float(os.environ.get("DETK8S_TERM_GRACE", "20"))
+TERM_GRACE = float(os.environ.get(podenv.TERM_GRACE, "20"))
 
 
 class Terminated:
@@ -60,17 +62,24 @@ def run_teed(
     terminated: Terminated,
     tee: bool = True,
     out: TextIO | None = None,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    cwd: Path | None = None,
 ) -> int:
-    """Run `argv`, appending its output to `log` (and writing it to stdout when `tee`)."""
+    """Run `argv`, appending its output to `log` (and writing it to stdout when `tee`), with
+    this process's env plus `env`, less `unset`."""
     if terminated.is_set:
         return 128 + signal.SIGTERM
     out = out or sys.stdout
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    child_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    for name in unset:
+        child_env.pop(name, None)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as sink:
         child = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env, cwd=cwd,
+            start_new_session=True,
+        )  # fmt: skip
         terminated.child = child
         assert child.stdout is not None
         for line in iter(child.stdout.readline, b""):

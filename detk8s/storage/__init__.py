@@ -1,8 +1,9 @@
 """Object storage for run results: `s3://bucket/prefix` (boto3, imported only when used) or
 `file:///path` (the embedded default, and the local backend's).
 
-Layout under the root, one prefix per run (the contract `collect` and `submit` read):
-    <run>/train.log  <run>/eval.json  <run>/weights/...  <run>/checkpoints/...
+Layout under the root, one prefix per run (the contract `exec` writes and `collect` reads):
+    <run>/train.log  <run>/eval.log  <run>/eval.json  <run>/weights/...
+    <run>/checkpoints/<name>.json + <name>/<version>/...   (see detk8s.runner.checkpoints)
     <run>/DONE       written last, after everything it vouches for
     <run>/FAILED     instead of DONE, with the reason
 Top-level names that start with `_` are not runs (run names start with a letter):
@@ -11,21 +12,52 @@ Top-level names that start with `_` are not runs (run names start with a letter)
 
 from __future__ import annotations
 
-from detk8s.storage.base import Storage, StoredObject, open_storage
+from urllib.parse import urlparse
+
+from detk8s.errors import UsageError
+from detk8s.storage.base import (
+    DEFAULT_CONNECTION,
+    Connection,
+    Storage,
+    StorageError,
+    StoredObject,
+)
+from detk8s.storage.local import LocalStorage
 
 DONE = "DONE"
 FAILED = "FAILED"
 EVAL_JSON = "eval.json"
 TRAIN_LOG = "train.log"
+EVAL_LOG = "eval.log"
+WEIGHTS_DIR = "weights"
+CHECKPOINTS_DIR = "checkpoints"
 WEIGHTS_PREFIX = "_weights"
 
+
+def open_storage(uri: str, connection: Connection = DEFAULT_CONNECTION) -> Storage:
+    scheme = urlparse(uri).scheme
+    if scheme == "s3":
+        from detk8s.storage.s3 import S3Storage
+
+        return S3Storage(uri, connection)
+    if scheme in ("file", ""):
+        return LocalStorage(uri, connection)
+    raise UsageError(f"storage {uri!r}: use s3://bucket/prefix or file:///path")
+
+
 __all__ = [
+    "CHECKPOINTS_DIR",
     "DONE",
     "EVAL_JSON",
+    "EVAL_LOG",
     "FAILED",
     "TRAIN_LOG",
+    "WEIGHTS_DIR",
     "WEIGHTS_PREFIX",
+    "Connection",
+    "LocalStorage",
     "Storage",
+    "StorageError",
     "StoredObject",
     "open_storage",
 ]

@@ -13,8 +13,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from detk8s.errors import DetkError
-from detk8s.storage.base import Storage, StoredObject
+from detk8s.storage.base import DEFAULT_CONNECTION, Connection, StorageError, StoredObject
 from detk8s.util import replace_atomically
 
 T = TypeVar("T")
@@ -25,14 +24,11 @@ MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 MAX_POOL = 64
 
 
-class StorageError(DetkError):
-    pass
-
-
 class S3Storage:
-    def __init__(self, uri: str, endpoint_url: str | None = None, region: str | None = None):
+    def __init__(self, uri: str, connection: Connection = DEFAULT_CONNECTION) -> None:
         self.uri = uri
-        self.endpoint_url, self.region = endpoint_url, region
+        self.connection = connection
+        endpoint_url, region = connection.endpoint_url, connection.region
         parsed = urlparse(uri)
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
@@ -48,11 +44,6 @@ class S3Storage:
             ),
         )
         self.endpoint = endpoint or "AWS"
-
-    def sibling(self, uri: str) -> Storage:
-        from detk8s.storage.base import open_storage
-
-        return open_storage(uri, self.endpoint_url, self.region)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key

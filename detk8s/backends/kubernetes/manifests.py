@@ -6,28 +6,27 @@ with a hash of the rendered spec, which `submit` compares to tell "same job" fro
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import jinja2
-import yaml
 
+from detk8s import podenv, yaml_io
 from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, GPU_RESOURCE, KINDS
 from detk8s.labels import OP_REPLICA_INDEX, OP_REPLICA_TYPE, SPEC_HASH_LABEL
 from detk8s.layout import POD
-from detk8s.paths import TEMPLATES_DIR, data_path
+from detk8s.paths import TEMPLATES_DIR, data_path, user_cache_dir
 from detk8s.spec import JobSpec
 
 if TYPE_CHECKING:
-    from detk8s.config.load import LoadedRun
     from detk8s.config.schema import ProjectConfig
+    from detk8s.project import LoadedRun
 
 Manifest = dict[str, Any]
 SHM_DIR = "/dev/shm"
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def _json(value: Any) -> str:
@@ -36,15 +35,45 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def no_expansion(value: Any) -> Any:
+    """The kubelet expands `$(VAR)` in a container's command, args and env values, and reads
+    `$$` as a literal `$`: every `$` doubled, so each value reaches the program as written."""
+    if isinstance(value, str):
+        return value.replace("$", "$$")
+    if isinstance(value, list):
+        return [no_expansion(v) for v in value]
+    return value
+
+
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept between runs (compiling them is a tenth of a render); a cache
+    that cannot be written is no cache, not an error."""
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _template_cache() -> jinja2.BytecodeCache | None:
+    directory = user_cache_dir() / "templates"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return _TemplateCache(str(directory))
+
+
 @cache
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(data_path(TEMPLATES_DIR)),
+        bytecode_cache=_template_cache(),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # YAML, not HTML; values are quoted by `tojson`
     )
     env.filters["tojson"] = _json
+    env.filters["no_expansion"] = no_expansion
     return env
 
 
@@ -60,9 +89,10 @@ def _render(template: str, job: JobSpec) -> Manifest:
             gpu_resource=GPU_RESOURCE,
             paths={"config": POD.config_dir, "output": POD.output_dir, "shm": SHM_DIR},
             op_labels={"replica_type": OP_REPLICA_TYPE, "replica_index": OP_REPLICA_INDEX},
+            env_names=podenv,
         )
     )
-    manifest: Manifest = yaml.load(text, Loader=_Loader)
+    manifest: Manifest = yaml_io.load(text)
     return manifest
 
 
@@ -81,24 +111,10 @@ def render_manifests(job: JobSpec) -> list[Manifest]:
 
 
 def manifests_for(loaded: LoadedRun, project: ProjectConfig) -> list[Manifest]:
-    from detk8s.jobspec import build_job_spec
+    from detk8s.jobspec import pod_job_spec
 
-    return render_manifests(build_job_spec(loaded, project))
-
-
-class _BlockDumper(_Dumper):  # type: ignore[misc, valid-type]
-    """Multi-line strings (the framework config) as readable `|` blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str)
+    return render_manifests(pod_job_spec(loaded, project))
 
 
 def to_yaml(manifests: list[Manifest]) -> str:
-    return yaml.dump_all(
-        manifests, Dumper=_BlockDumper, sort_keys=False, explicit_start=True, width=100
-    )
+    return yaml_io.dump_all(manifests, explicit_start=True, width=100)

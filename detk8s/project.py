@@ -1,4 +1,5 @@
-"""Finding the project, selecting runs, and loading each into validated configs."""
+"""The project: finding detk8s.yaml, selecting runs, and loading each into a validated run (the
+common config, its framework's settings section, its dataset)."""
 
 from __future__ import annotations
 
@@ -12,24 +13,31 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from detk8s.config.errors import config_errors
-from detk8s.config.layered import Layered, key_origins, load_layered, read_yaml
+from detk8s.config.layered import Layered, key_origins, load_layered
 from detk8s.config.scaling import check_linear_scaling
 from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
 from detk8s.errors import ConfigError, ConfigErrors, UsageError
-from detk8s.paths import PROJECT_FILE, data_path, model_configs_dir
+from detk8s.frameworks import SectionErrors, get_adapter, settings_for
+from detk8s.paths import PROJECT_FILE
 from detk8s.util import natural_key
+from detk8s.yaml_io import read_mapping
 
 if TYPE_CHECKING:
-    from detk8s.storage import Storage
+    from pydantic import BaseModel
+
+    from detk8s.frameworks.base import Run
+    from detk8s.storage import Connection, Storage
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """A validated run, its dataset, and what the checks found that is not fatal."""
+    """A validated run, its framework settings and dataset, and what the checks found that is
+    not fatal."""
 
     config: RunConfig
+    settings: BaseModel
     dataset: DatasetConfig
     file: Path
     project_root: Path  # relative paths in detk8s.yaml (image contexts) are relative to it
@@ -38,6 +46,12 @@ class LoadedRun:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def run(self) -> Run:
+        from detk8s.frameworks.base import Run
+
+        return Run(self.config, self.settings, self.dataset)
 
 
 def find_project(start: Path | None = None) -> Path:
@@ -61,7 +75,7 @@ class Project:
         self.file = file
         self.root = file.parent
         self._datasets: dict[str, DatasetConfig] = {}
-        raw = read_yaml(file)
+        raw = read_mapping(file)
         try:
             self.settings = ProjectConfig.model_validate(raw)
         except ValidationError as e:
@@ -110,12 +124,17 @@ class Project:
             return f"file://{(self.root / path).resolve()}"
         return uri
 
+    @property
+    def connection(self) -> Connection:
+        from detk8s.storage import Connection
+
+        return Connection(self.settings.storage.endpoint_url, self.settings.storage.region)
+
     def storage(self, uri: str | None = None) -> Storage:
         """The project's result storage (or `uri`), relative file:// paths from the root."""
         from detk8s.storage import open_storage
 
-        s = self.settings.storage
-        return open_storage(self.local_path(uri or s.uri), s.endpoint_url, s.region)
+        return open_storage(self.local_path(uri or self.settings.storage.uri), self.connection)
 
     @property
     def local_dir(self) -> Path:
@@ -142,16 +161,27 @@ class Project:
             config = RunConfig.model_validate(full.data)
         except ValidationError as e:
             raise ConfigErrors(config_errors(e, full, file)) from None
+        try:
+            settings = settings_for(config)
+        except SectionErrors as e:
+            raise ConfigErrors(
+                [ConfigError(full.origin_of((k,), file), k, m) for k, m in e.problems]
+            ) from None
+        except ValidationError as e:
+            raise ConfigErrors(config_errors(e, full, file, (config.framework,))) from None
         dataset = self.load_dataset(config.dataset, full.origin_of(("dataset",), file))
-        model_dir = model_configs_dir(config.framework)
-        if not (data_path(model_dir) / config.model_config_file).is_file():
-            raise ConfigError(
-                full.origin_of(("model_config",), file),
-                "model_config",
-                f"{config.model_config_file} is not in {model_dir}/",
-            )
-        warnings = [w for w in [check_linear_scaling(config, full, base_full)] if w]
-        return LoadedRun(config, dataset, file, self.root, warnings)
+        loaded = LoadedRun(config, settings, dataset, file, self.root)
+        adapter = get_adapter(config.framework)
+        problems = adapter.check(loaded.run)
+        if problems:
+            errors = [
+                ConfigError(full.origin_of(tuple(k.split(".")), file), k, m) for k, m in problems
+            ]
+            raise ConfigErrors(errors)
+        warnings = []
+        if adapter.lr_scales_with_batch:
+            warnings = [w for w in [check_linear_scaling(config, full, base_full)] if w]
+        return LoadedRun(config, settings, dataset, file, self.root, warnings)
 
     def load_dataset(self, name: str, referrer: Path) -> DatasetConfig:
         if name in self._datasets:

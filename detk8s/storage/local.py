@@ -1,0 +1,66 @@
+"""A directory as a bucket (file:// storage): writes go through a temp file and a rename, like an
+S3 PUT, so a reader never sees half an object."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+from detk8s.storage.base import DEFAULT_CONNECTION, Connection, StoredObject
+from detk8s.util import replace_atomically
+
+
+class LocalStorage:
+    def __init__(self, uri: str, connection: Connection = DEFAULT_CONNECTION) -> None:
+        self.uri = uri
+        self.connection = connection
+        parsed = urlparse(uri)
+        # file://output (relative, the default) and file:///abs/path both work.
+        self.root = Path(parsed.netloc + parsed.path) if parsed.scheme else Path(uri)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def get(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            return None
+
+    def put(self, key: str, data: bytes) -> None:
+        replace_atomically(self._path(key), lambda tmp: tmp.write_bytes(data))
+
+    def upload(self, key: str, path: Path) -> None:
+        replace_atomically(self._path(key), lambda tmp: shutil.copyfile(path, tmp))
+
+    def download(self, key: str, path: Path) -> bool:
+        src = self._path(key)
+        if not src.is_file():
+            return False
+        replace_atomically(path, lambda tmp: shutil.copyfile(src, tmp))
+        return True
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> Iterator[StoredObject]:
+        # Any string prefix, as in S3: walk the directory part, filter on the whole.
+        base = self.root / prefix.rpartition("/")[0]
+        if not base.is_dir():
+            return
+        for dirpath, dirs, files in os.walk(base):
+            dirs.sort()
+            for name in sorted(files):
+                if name.startswith(".") and name.endswith(".tmp"):
+                    continue
+                full = Path(dirpath) / name
+                key = full.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    st = full.stat()
+                    yield StoredObject(key, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
