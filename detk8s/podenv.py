@@ -9,7 +9,9 @@ REPLICA_INDEX = "DETK8S_REPLICA_INDEX"  # from its replica-index label
 RANK0_REPLICA = "DETK8S_RANK0_REPLICA"  # the replica type whose index 0 is rank 0
 # Tuning knobs `detk8s exec` reads (seconds).
 CHECKPOINT_INTERVAL = "DETK8S_CHECKPOINT_INTERVAL"
+LOG_INTERVAL = "DETK8S_LOG_INTERVAL"
 TERM_GRACE = "DETK8S_TERM_GRACE"
+OURS = "DETK8S_"  # every name detk8s sets or reads starts so
 
 # Object storage, as boto3 reads them; the keys come from a Secret.
 AWS_ENDPOINT_URL = "AWS_ENDPOINT_URL"
@@ -34,3 +36,20 @@ PET_MASTER_ADDR = "PET_MASTER_ADDR"
 PET_MASTER_PORT = "PET_MASTER_PORT"
 # torch.distributed's per-process values: a single-process trainer must not inherit them.
 TORCH_PROCESS_ENV = (RANK, WORLD_SIZE, "LOCAL_RANK", "LOCAL_WORLD_SIZE", MASTER_ADDR, MASTER_PORT)
+
+# What the operator appends after the template's env, silently replacing a run's value of the
+# same name (PYTHONUNBUFFERED it sets to 1 for every kind).
+OPERATOR_OWNED = (
+    PADDLE_MASTER, PADDLE_NNODES, PADDLE_JOB_ID, POD_IP_DUMMY, "PADDLE_SERVER_NUM",
+    "PADDLE_TRAINER_NUM", MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, "PYTHONUNBUFFERED",
+)  # fmt: skip
+OPERATOR_OWNED_PREFIXES = ("PET_",)  # torchrun's: PET_NNODES, PET_NODE_RANK, PET_RDZV_*, ...
+
+
+def owner_of(name: str) -> str | None:
+    """Who sets env var `name` in a training pod besides the run: the operator, or detk8s."""
+    if name in OPERATOR_OWNED or name.startswith(OPERATOR_OWNED_PREFIXES):
+        return "the Training Operator"
+    if name.startswith(OURS):
+        return "detk8s"
+    return None

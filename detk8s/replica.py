@@ -24,6 +24,7 @@ class Replica:
     job_id: str | None = None
     rank0: bool = True  # the replica that evaluates and stores results
     gpus: int = 0  # GPUs this container can use; 0 on a CPU-only machine
+    name: str = "local"  # as the operator names the pod's replica: worker-0, master-0
 
     @property
     def distributed(self) -> bool:
@@ -34,13 +35,16 @@ class Replica:
         env = os.environ if env is None else env
         gpus = visible_gpus(dev)
         rank0 = is_rank0(env)
+        name = "local"
+        if podenv.REPLICA_TYPE in env:
+            name = f"{env[podenv.REPLICA_TYPE]}-{env.get(podenv.REPLICA_INDEX, '0')}"
         if podenv.PADDLE_MASTER in env:  # a PaddleJob: node rank is the worker's index
             host, port = _host_port(env[podenv.PADDLE_MASTER])
             return cls(
                 node_rank=int(env.get(podenv.REPLICA_INDEX, "0")),
                 nnodes=int(env.get(podenv.PADDLE_NNODES, "1")),
                 master_addr=host, master_port=port,
-                job_id=env.get(podenv.PADDLE_JOB_ID), rank0=rank0, gpus=gpus,
+                job_id=env.get(podenv.PADDLE_JOB_ID), rank0=rank0, gpus=gpus, name=name,
             )  # fmt: skip
         if podenv.PET_NNODES in env or podenv.MASTER_ADDR in env:  # a PyTorchJob
             addr = env.get(podenv.PET_MASTER_ADDR) or env.get(podenv.MASTER_ADDR)
@@ -49,9 +53,9 @@ class Replica:
                 node_rank=int(env.get(podenv.PET_NODE_RANK) or env.get(podenv.RANK) or 0),
                 nnodes=int(env.get(podenv.PET_NNODES, "1")),
                 master_addr=addr, master_port=int(master_port) if master_port else None,
-                rank0=rank0, gpus=gpus,
+                rank0=rank0, gpus=gpus, name=name,
             )  # fmt: skip
-        return cls(rank0=rank0, gpus=gpus)
+        return cls(rank0=rank0, gpus=gpus, name=name)
 
 
 def is_rank0(env: Mapping[str, str]) -> bool:

@@ -57,7 +57,28 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 
 # The Kubernetes API emulator (tests/kube/emulator.py) for every test that asks for `kube_api`.
-from kube.emulator import kube_api  # noqa: E402, F401
+from kube.emulator import KubeEmulator, kube_api  # noqa: E402, F401
+
+NS = "detection"  # the shipped project's namespace
+
+
+@pytest.fixture
+def cluster(
+    kube_api: KubeEmulator,  # noqa: F811 (the fixture)
+    project: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> KubeEmulator:
+    """The shipped project pointed at the emulator (namespace `detection`) and file storage."""
+    import yaml
+
+    kube_api.add_namespace(NS)
+    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig")))
+    cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
+    cfg["storage"] = {"uri": f"file://{tmp_path / 'store'}"}
+    (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
+    return kube_api
+
 
 # Real S3 servers on loopback (tests/s3/servers.py): moto_s3, ceph_s3, s3_endpoint, s3_bucket.
 from s3.servers import ceph_s3, moto_s3, s3_bucket, s3_endpoint  # noqa: E402, F401

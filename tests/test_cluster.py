@@ -23,19 +23,6 @@ NS = "detection"
 KIND = "paddlejobs"
 
 
-@pytest.fixture
-def cluster(
-    kube_api: KubeEmulator, project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> KubeEmulator:
-    """The shipped project pointed at the emulator (namespace `detection`) and file storage."""
-    kube_api.add_namespace(NS)
-    monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig")))
-    cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
-    cfg["storage"] = {"uri": f"file://{tmp_path / 'store'}"}
-    (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
-    return kube_api
-
-
 def names(emu: KubeEmulator, plural: str) -> list[str]:
     return sorted(o["metadata"]["name"] for o in emu.list(plural, NS))
 
@@ -257,7 +244,10 @@ def test_logs_of_a_two_replica_job(two_node_job: str, cli: Any) -> None:
     ]  # fmt: skip
     missing = cli("logs", two_node_job, "--replica", "worker-7")
     assert missing.code == 1
-    assert missing.err.strip() == "error: no pod for paddlejobs/y5 replica worker-7 (yet)"
+    assert missing.err.strip() == (
+        "error: no pod of paddlejobs/y5 (worker-7) in namespace detection, and no log stored by "
+        "the run (yet)"
+    )
 
 
 def test_logs_follow_all_replicas(two_node_job: str, cluster: KubeEmulator, cli: Any) -> None:

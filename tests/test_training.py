@@ -201,6 +201,42 @@ def test_sigterm_mid_run_then_resume_in_a_new_pod(trained: Trained, tmp_path: Pa
     assert record["weights"] == "best_model"
 
 
+def test_sigkill_leaves_a_recent_log_in_storage(trained: Trained, tmp_path: Path) -> None:
+    """An OOM kill takes `detk8s exec` with it, without a chance to store anything: the log
+    stored while it trained is at most one upload interval behind."""
+    interval = 1.0
+    (trained.root / "runs/tiny-killed.yml").write_text(
+        (trained.root / "runs/tiny-resume.yml").read_text()
+    )
+    log = trained.root / "output/tiny-killed/train.log"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "detk8s", "exec", "tiny-killed"], cwd=trained.root,
+        env={**trained.env, "DETK8S_LOG_INTERVAL": str(interval)}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    sizes: list[tuple[float, int]] = []  # (time, size of the log on disk)
+    try:
+        deadline = time.monotonic() + 300
+        while "Epoch: [1]" not in (log.read_text() if log.exists() else ""):
+            assert proc.poll() is None and time.monotonic() < deadline
+            sizes.append((time.monotonic(), log.stat().st_size if log.exists() else 0))
+            time.sleep(0.1)
+        for _ in range(15):  # keep training (and logging) a little
+            sizes.append((time.monotonic(), log.stat().st_size))
+            time.sleep(0.1)
+    finally:
+        killed_at = time.monotonic()
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    local = log.read_bytes()
+    chunks = sorted(k for k in trained.keys("tiny-killed/logs/local/"))
+    stored = b"".join(trained.get(k) for k in chunks)
+    assert stored and local.startswith(stored)
+    behind = [size for t, size in sizes if t <= killed_at - interval - 0.5]
+    assert len(stored) >= max(behind), (len(stored), max(behind), len(local))
+    assert "tiny-killed/DONE" not in trained.keys("tiny-killed/")
+
+
 def test_best_model_is_the_result_and_stored_as_rewritten(trained: Trained) -> None:
     """3 epochs, evaluated after each: ppdet rewrites best_model in place whenever the val mAP
     is at least as good (here always: see _all_val_objects_difficult). Each version reaches

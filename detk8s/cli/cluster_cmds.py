@@ -10,6 +10,7 @@ import typer
 
 from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs, project
 from detk8s.errors import EXIT_FAILED, DetkError, UsageError
+from detk8s.labels import RUN_LABEL
 from detk8s.names import job_name
 from detk8s.storage import TRAIN_LOG
 
@@ -220,6 +221,9 @@ def _wait(cluster: Cluster, job: dict[str, Any], timeout: float, poll: float) ->
     if state == TIMEOUT:
         err(f"{kind.plural}/{name}: still running after {timeout:g} s")
         raise typer.Exit(EXIT_TIMEOUT)
+    if state != "Succeeded":  # its pods may be gone: the log the run stored stays readable
+        run = (job["metadata"].get("labels") or {}).get(RUN_LABEL, name)
+        err(f"[detk8s] the run's whole log: detk8s logs {run}")
     err(f"{kind.plural}/{name}: {state}")
     if state != "Succeeded":
         raise typer.Exit(EXIT_FAILED)
@@ -301,8 +305,14 @@ def logs(
             raise UsageError(f"{name}: no local log at {path}")
         follow_file(path, alive=lambda: follow and local.pid(name) is not None, out=typer.echo)
         return
+    from detk8s.runner.logsync import stored_log
+
     cluster = connect(proj, context, namespace)
-    print_logs(cluster, job_name(name), replica, all_replicas, follow, typer.echo)
+    store = proj.storage()
+    print_logs(
+        cluster, job_name(name), replica, all_replicas, follow, typer.echo,
+        stored=lambda replica_name: stored_log(store, name, replica_name), note=err,
+    )  # fmt: skip
 
 
 @app.command()

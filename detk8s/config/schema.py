@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from detk8s import podenv
 from detk8s.datasets.source import DataSource, parse_source
 from detk8s.names import RUN_NAME, RUN_NAME_RULE, job_name
 from detk8s.weights import parse_weights_source
@@ -158,6 +159,16 @@ class RunConfig(Strict):
         for name in v:
             if SECRET_LIKE.search(name):
                 raise ValueError(f"{name} looks like a credential: set it in secret_env instead")
+        return v
+
+    @field_validator("env", "secret_env")
+    @classmethod
+    def _not_owned(cls, v: dict[str, Any]) -> dict[str, Any]:
+        for name in v:
+            owner = podenv.owner_of(name)
+            if owner:
+                raise ValueError(f"{name} is set by {owner} in every pod: the run's value would "
+                                 "be replaced, or break it")  # fmt: skip
         return v
 
     @property

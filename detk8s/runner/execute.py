@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import shlex
@@ -19,6 +20,7 @@ from detk8s.replica import Replica
 from detk8s.results.record import EvalRecord, FailureRecord
 from detk8s.runner.checkpoints import CheckpointSync
 from detk8s.runner.data import DataError, fetch_weights, prepare_dataset, write_train_subset
+from detk8s.runner.logsync import LogSync
 from detk8s.runner.process import Terminated, run_teed
 from detk8s.storage import (
     DONE,
@@ -35,6 +37,7 @@ from detk8s.weights import download, parse_weights_source, redact
 EXIT_TERMINATED = 143
 TAIL_LINES = 20
 CHECKPOINT_INTERVAL = float(os.environ.get(podenv.CHECKPOINT_INTERVAL, "10"))
+LOG_INTERVAL = float(os.environ.get(podenv.LOG_INTERVAL, "30"))
 
 
 def now() -> str:
@@ -51,6 +54,7 @@ class Execution:
     force: bool = False
     argv: list[str] | None = None  # instead of the adapter's train command (debugging)
     sync: CheckpointSync | None = field(default=None, init=False)
+    logs: LogSync | None = field(default=None, init=False)
 
     @property
     def name(self) -> str:
@@ -68,15 +72,29 @@ class Execution:
         return f"{self.name}/{name}"
 
     def say(self, message: str) -> None:
-        print(f"[detk8s] {message}", flush=True)
+        line = f"[detk8s] {message}"
+        print(line, flush=True)
+        if self.tee:  # stdout is not the log file (it is with the local backend's --no-tee)
+            with contextlib.suppress(OSError), (self.run_dir / TRAIN_LOG).open("a") as log:
+                log.write(line + "\n")
 
     def execute(self) -> int:
         """The exit code: 0 done (or already done), the framework's code on failure, 143 when
-        stopped by SIGTERM (the pod will be restarted and resume)."""
+        stopped by SIGTERM (the pod will be restarted and resume). The log is in storage while
+        it runs, and complete at the end."""
         if self.rank0 and not self.force and self.storage.exists(self.key(DONE)):
             self.say(f"{self.name} is already done in {self.storage.uri}; nothing to do")
             return 0
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.logs = LogSync(self.storage, self.name, self.replica.name, self.run_dir / TRAIN_LOG,
+                            interval=LOG_INTERVAL, say=self.say)  # fmt: skip
+        self.logs.start()
+        try:
+            return self._execute()
+        finally:
+            self.logs.stop()
+
+    def _execute(self) -> int:
         terminated = Terminated()
         terminated.install()
         started, t0 = now(), time.monotonic()
@@ -215,6 +233,8 @@ class Execution:
             detk8s_version=__version__,
         )
         (self.run_dir / EVAL_JSON).write_text(record.model_dump_json(indent=2))
+        if self.logs is not None:
+            self.logs.stop()  # nothing of the run is written after DONE
         # The order is the contract: everything DONE vouches for is stored before DONE.
         self.storage.upload(self.key(TRAIN_LOG), self.run_dir / TRAIN_LOG)
         self.storage.upload(self.key(EVAL_LOG), eval_log)
@@ -241,6 +261,8 @@ class Execution:
 
     def _fail(self, reason: str, code: int) -> int:
         self.say(f"{self.name} failed: {reason}")
+        if self.logs is not None:
+            self.logs.stop()
         if self.rank0:
             log = self.run_dir / TRAIN_LOG
             tail = (

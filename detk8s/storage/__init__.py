@@ -4,6 +4,7 @@
 Layout under the root, one prefix per run (the contract `exec` writes and `collect` reads):
     <run>/train.log  <run>/eval.log  <run>/eval.json  <run>/weights/...
     <run>/checkpoints/<name>.json + <name>/<version>/...   (see detk8s.runner.checkpoints)
+    <run>/logs/<replica>/NNNNNN.log                         the log while training (runner.logsync)
     <run>/DONE       written last, after everything it vouches for
     <run>/FAILED     instead of DONE, with the reason
 Top-level names that start with `_` are not runs (run names start with a letter):
@@ -31,6 +32,7 @@ TRAIN_LOG = "train.log"
 EVAL_LOG = "eval.log"
 WEIGHTS_DIR = "weights"
 CHECKPOINTS_DIR = "checkpoints"
+LOGS_DIR = "logs"
 WEIGHTS_PREFIX = "_weights"
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "EVAL_JSON",
     "EVAL_LOG",
     "FAILED",
+    "LOGS_DIR",
     "TRAIN_LOG",
     "WEIGHTS_DIR",
     "WEIGHTS_PREFIX",

@@ -924,10 +924,9 @@ class KubeAPI(kmock.KubernetesEmulator):
         async with self._lock:
             self._objects._objects[self._key(spec, ns, name)].delete()
             await self._publish(spec, "DELETED", obj)
-        if spec.plural == "pods":
-            for (lns, pod, _, _), buf in self.logs.items():
-                if (lns, pod) == (ns, name):
-                    await self._close_log(buf)
+        if spec.plural == "pods":  # its containers' logs go with it (a pod recreated under
+            for key in [k for k in self.logs if k[:2] == (ns, name)]:  # the name starts afresh)
+                await self._close_log(self.logs.pop(key))
         if policy != "Orphan":
             if spec.plural == "namespaces":
                 await self._collect_garbage(None, None, deleted_namespace=name)
@@ -1045,6 +1044,13 @@ class KubeAPI(kmock.KubernetesEmulator):
             buf.text = buf.text + text if append else text
             buf.closed = buf.closed or close
             buf.changed.notify_all()
+
+    async def restart_container(self, ns: str, pod: str, container: str) -> None:
+        """A container restarted in place: its log becomes the `previous` one (a follow of it
+        ends), and the new container's starts empty."""
+        current = self.logs.pop((ns, pod, container, False), LogBuffer())
+        await self._close_log(current)
+        self.logs[ns, pod, container, True] = current
 
     async def _serve_log(
         self, request: rendering.Request, ns: str, name: str

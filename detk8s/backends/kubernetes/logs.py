@@ -1,10 +1,13 @@
-"""`detk8s logs`: one replica's log, or every replica's interleaved with a prefix."""
+"""`detk8s logs`: one replica's log, or every replica's interleaved with a prefix; when the pods
+are gone (the operator deletes them all at the backoff limit or deadline), the log the run
+stored while it trained."""
 
 from __future__ import annotations
 
 import queue
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from detk8s.backends.kubernetes.cluster import Cluster, ClusterError
 from detk8s.backends.kubernetes.pods import (
@@ -16,6 +19,9 @@ from detk8s.backends.kubernetes.pods import (
     replica_of,
 )
 
+# The log a run stored for a replica (worker-0, master-0), or None: see runner/logsync.py.
+StoredLog = Callable[[str], "str | None"]
+
 
 def print_logs(
     cluster: Cluster,
@@ -24,49 +30,87 @@ def print_logs(
     all_replicas: bool,
     follow: bool,
     out: Callable[[str], None],
+    stored: StoredLog,
+    note: Callable[[str], None],
 ) -> None:
     found = cluster.find_job(job)
-    if found is None:
-        raise ClusterError(f"no job {job} in namespace {cluster.namespace}")
-    kind, _ = found
-    if all_replicas:
-        pods = job_pods(cluster, job)
-    else:
-        want = Replica.parse(replica) if replica else rank0(kind)
-        pods = job_pods(cluster, job, want)
-        if not pods:
-            raise ClusterError(f"no pod for {kind.plural}/{job} replica {want} (yet)")
+    kind = found[0] if found else None
+    want = Replica.parse(replica) if replica else (rank0(kind) if kind else None)
+    pods = job_pods(cluster, found[1], None if all_replicas else want) if found else []
     if not pods:
-        raise ClusterError(f"no pods for {kind.plural}/{job} (yet)")
+        where = f"{kind.plural}/{job}" if kind else f"job {job}"
+        label = "replicas" if all_replicas or want is None else str(want)
+        _print_stored(stored, [str(want)] if want and not all_replicas else None, out, note,
+                      f"no pod of {where} ({label}) in namespace {cluster.namespace}")  # fmt: skip
+        return
+    assert kind is not None
     prefix = len(pods) > 1 or all_replicas
-    names = [(p.metadata.name, str(replica_of(p))) for p in pods]
     if not follow:
-        for pod, label in names:
-            for line in read_log(cluster, pod, kind.container).splitlines():
+        for pod in pods:
+            label = str(replica_of(pod))
+            try:
+                text = read_log(cluster, pod.metadata.name, kind.container)
+            except ClusterError as e:  # waiting to start: init container, image pull, ...
+                out(f"[{label}] (no log yet: {_why(e)})")
+                continue
+            for line in text.splitlines():
                 out(f"[{label}] {line}" if prefix else line)
         return
-    if len(names) == 1 and not prefix:
-        for line in follow_log(cluster, names[0][0], kind.container):
+    if not prefix:
+        for line in follow_log(cluster, pods[0].metadata.name, kind.container):
             out(line)
         return
-    _follow_many(cluster, names, kind.container, out)
+    _follow_many(cluster, pods, kind.container, out)
+
+
+def _print_stored(
+    stored: StoredLog,
+    replicas: list[str] | None,
+    out: Callable[[str], None],
+    note: Callable[[str], None],
+    missing: str,
+) -> None:
+    """The stored logs of `replicas` (None: rank 0's, then any other found), or the error."""
+    names = replicas or ["worker-0", "master-0"]
+    shown = False
+    for name in names:
+        text = stored(name)
+        if text is None:
+            continue
+        note(f"[detk8s] {missing}: the log {name} stored while it ran follows")
+        for line in text.splitlines():
+            out(line)
+        shown = True
+        break
+    if not shown:
+        raise ClusterError(f"{missing}, and no log stored by the run (yet)")
+
+
+def _why(e: ClusterError) -> str:
+    text = str(e)
+    return text.rsplit(": ", 1)[-1] if "waiting to start" in text else text
 
 
 def _follow_many(
-    cluster: Cluster, pods: list[tuple[str, str]], container: str, out: Callable[[str], None]
+    cluster: Cluster, pods: list[Any], container: str, out: Callable[[str], None]
 ) -> None:
-    """Lines of several pods as they arrive, each prefixed with its replica."""
+    """Lines of several pods as they arrive, each prefixed with its replica; a replica not
+    started yet gets one line saying so."""
     lines: queue.Queue[str | None] = queue.Queue()
 
     def pump(pod: str, label: str) -> None:
         try:
             for line in follow_log(cluster, pod, container):
                 lines.put(f"[{label}] {line}")
+        except ClusterError as e:
+            lines.put(f"[{label}] (no log yet: {_why(e)})")
         finally:
             lines.put(None)
 
-    for pod, label in pods:
-        threading.Thread(target=pump, args=(pod, label), daemon=True).start()
+    for pod in pods:
+        threading.Thread(
+            target=pump, args=(pod.metadata.name, str(replica_of(pod))), daemon=True
+        ).start()
     open_streams = len(pods)
     while open_streams:
         item = lines.get()

@@ -38,14 +38,19 @@ def replica_of(pod: Any) -> Replica:
     return Replica(labels.get(OP_REPLICA_TYPE, "?"), int(labels.get(OP_REPLICA_INDEX, "0")))
 
 
-def job_pods(cluster: Cluster, job: str, replica: Replica | None = None) -> list[Any]:
-    selector = f"{OP_JOB_NAME}={job}"
+def job_pods(cluster: Cluster, job: dict[str, Any], replica: Replica | None = None) -> list[Any]:
+    """The pods of `job` (the object: pods of an earlier job of the same name, still in their
+    grace period after a --replace, are owned by another UID and left out)."""
+    name, uid = job["metadata"]["name"], job["metadata"].get("uid")
+    selector = f"{OP_JOB_NAME}={name}"
     if replica is not None:
         selector += f",{OP_REPLICA_TYPE}={replica.type},{OP_REPLICA_INDEX}={replica.index}"
     pods = cluster.call(
         cluster.core.list_namespaced_pod, cluster.namespace, label_selector=selector
-    )
-    return sorted(pods.items, key=lambda p: (replica_of(p).type, replica_of(p).index))
+    ).items
+    if uid:
+        pods = [p for p in pods if uid in {r.uid for r in p.metadata.owner_references or []}]
+    return sorted(pods, key=lambda p: (replica_of(p).type, replica_of(p).index))
 
 
 def rank0(kind: JobKind) -> Replica:
@@ -77,6 +82,22 @@ def pending_reason(cluster: Cluster, pod: Any) -> str | None:
     for cond in (pod.status.conditions or []) if pod.status else []:
         if cond.type == "PodScheduled" and cond.status == "False":
             return f"{cond.reason}: {cond.message}"
+    return None
+
+
+def restarts(pod: Any) -> int:
+    statuses = (pod.status.container_statuses or []) if pod.status else []
+    return sum(s.restart_count or 0 for s in statuses)
+
+
+def last_exit(pod: Any) -> str | None:
+    """How the newest terminated container of a restarted pod ended: `OOMKilled (exit 137)`."""
+    for s in (pod.status.container_statuses or []) if pod.status else []:
+        ended = s.last_state.terminated if s.last_state else None
+        if ended is None and s.state and s.state.terminated and s.state.terminated.exit_code:
+            ended = s.state.terminated
+        if ended is not None:
+            return f"{ended.reason or 'Error'} (exit {ended.exit_code})"
     return None
 
 

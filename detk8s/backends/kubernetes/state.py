@@ -22,3 +22,11 @@ def job_state(job: dict[str, Any]) -> str:
 
 def is_terminal(job: dict[str, Any]) -> bool:
     return job_state(job) in TERMINAL
+
+
+def condition_reason(job: dict[str, Any]) -> str | None:
+    """`reason: message` of a Failed or Restarting job: why the operator gave up or restarted."""
+    cond = last_condition(job)
+    if cond is None or cond.get("type") not in ("Failed", "Restarting"):
+        return None
+    return f"{cond.get('reason', '')}: {cond.get('message', '')}".strip(": ")

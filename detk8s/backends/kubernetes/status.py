@@ -9,8 +9,8 @@ from typing import Any
 
 from detk8s.backends.kubernetes.cluster import Cluster
 from detk8s.backends.kubernetes.kinds import GPU_RESOURCE, JobKind
-from detk8s.backends.kubernetes.pods import job_pods, pending_reason
-from detk8s.backends.kubernetes.state import job_state
+from detk8s.backends.kubernetes.pods import job_pods, last_exit, pending_reason, restarts
+from detk8s.backends.kubernetes.state import condition_reason, job_state
 from detk8s.labels import MANAGED_BY_LABEL, RUN_LABEL
 
 
@@ -62,23 +62,27 @@ def age(created: str | None, now: dt.datetime | None = None) -> str:
 def job_row(cluster: Cluster, kind: JobKind, job: dict[str, Any]) -> JobRow:
     meta = job["metadata"]
     name = meta["name"]
-    pods = job_pods(cluster, name)
+    pods = job_pods(cluster, job)
     gpus, total = _gpus(job)
     ready = sum(
         1 for p in pods
         if p.status and p.status.phase == "Running"
         and all(s.ready for s in p.status.container_statuses or [])
     )  # fmt: skip
-    restarts = sum(s.restart_count or 0 for p in pods for s in (p.status.container_statuses or []))
     state = job_state(job)
-    reason = ""
+    reasons = [why] if (why := condition_reason(job)) else []
     for p in pods:
         why = pending_reason(cluster, p)
         if why:
-            reason = f"{p.metadata.name}: {why}"
+            reasons.append(f"{p.metadata.name}: {why}")
             break
+    for p in pods:
+        if restarts(p):
+            reasons.append(f"{p.metadata.name} restarted {restarts(p)}x, last exit "
+                           f"{last_exit(p) or 'unknown'}")  # fmt: skip
     if not pods and state in ("Pending", "Created"):
-        reason = "no pods yet (operator or gang scheduler has not created them)"
+        reasons.append("no pods yet (operator or gang scheduler has not created them)")
+    reason = "; ".join(reasons)
     nodes = sorted({p.spec.node_name for p in pods if p.spec and p.spec.node_name})
     return JobRow(
         run=(meta.get("labels") or {}).get(RUN_LABEL, name),
@@ -86,7 +90,7 @@ def job_row(cluster: Cluster, kind: JobKind, job: dict[str, Any]) -> JobRow:
         state=state,
         ready=ready,
         total=total,
-        restarts=restarts,
+        restarts=sum(restarts(p) for p in pods),
         age=age(meta.get("creationTimestamp")),
         nodes=",".join(nodes) or "-",
         gpus=gpus,

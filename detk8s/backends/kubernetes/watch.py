@@ -1,5 +1,10 @@
-"""Following a job to its end: state changes and Pending reasons on stderr, rank 0's log on
-stdout. This is what `submit --wait` runs, in a terminal or in a CI pipeline."""
+"""Following a job to its end: state changes, restarts and reasons on stderr, rank 0's log on
+stdout. This is what `submit --wait` runs, in a terminal or in a CI pipeline.
+
+Rank 0's pod is followed by UID: the operator recreates a deleted or evicted pod under the same
+name, and that new pod's log is followed from its start; a container restarted in place
+(OnFailure) is followed again from its new start.
+"""
 
 from __future__ import annotations
 
@@ -7,42 +12,42 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 from detk8s.backends.kubernetes.cluster import Cluster, ClusterError
 from detk8s.backends.kubernetes.kinds import JobKind
-from detk8s.backends.kubernetes.pods import follow_log, job_pods, pending_reason, rank0
-from detk8s.backends.kubernetes.state import TERMINAL, job_state
+from detk8s.backends.kubernetes.pods import (
+    follow_log,
+    job_pods,
+    last_exit,
+    pending_reason,
+    rank0,
+    restarts,
+)
+from detk8s.backends.kubernetes.state import TERMINAL, condition_reason, job_state
 
 TIMEOUT = "Timeout"
 STARTED = ("Running", "Succeeded", "Failed")
 
 
 class _LogFollower:
-    """Streams one container's log on a thread; restarted when the container restarts."""
+    """Streams one container's log on a thread, until that container stops."""
 
     def __init__(self, cluster: Cluster, pod: str, container: str, out: Callable[[str], None]):
-        self.cluster, self.pod, self.container, self.out = cluster, pod, container, out
-        self.restarts = -1
-        self.thread: threading.Thread | None = None
-
-    def ensure(self, restarts: int) -> None:
-        if self.thread is not None and (self.thread.is_alive() or restarts == self.restarts):
-            return
-        self.restarts = restarts
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread = threading.Thread(
+            target=self._run, args=(cluster, pod, container, out), daemon=True
+        )
         self.thread.start()
 
-    def _run(self) -> None:
+    @staticmethod
+    def _run(cluster: Cluster, pod: str, container: str, out: Callable[[str], None]) -> None:
         try:
-            for line in follow_log(self.cluster, self.pod, self.container):
-                self.out(line)
+            for line in follow_log(cluster, pod, container):
+                out(line)
         except Exception as e:  # a broken stream must not end the wait; the state decides
-            sys.stderr.write(f"[detk8s] log stream of {self.pod} ended: {e}\n")
+            sys.stderr.write(f"[detk8s] log stream of {pod} ended: {e}\n")
 
     def finish(self, grace: float = 5.0) -> None:
-        if self.thread is not None:
-            self.thread.join(grace)
+        self.thread.join(grace)
 
 
 def wait_for_job(
@@ -57,7 +62,8 @@ def wait_for_job(
     """The job's final state (Succeeded, Failed) or TIMEOUT."""
     deadline = time.monotonic() + timeout
     last_state = None
-    reasons: set[str] = set()
+    said: set[str] = set()
+    followed: tuple[str, int] | None = None  # (pod UID, restarts) of the container followed
     follower: _LogFollower | None = None
     while True:
         job = cluster.get_job(kind, name)
@@ -65,19 +71,26 @@ def wait_for_job(
             raise ClusterError(f"{kind.plural}/{name} was deleted while waiting for it")
         state = job_state(job)
         if state != last_state:
-            note(f"[detk8s] {kind.plural}/{name}: {state}")
+            why = condition_reason(job)
+            note(f"[detk8s] {kind.plural}/{name}: {state}" + (f": {why}" if why else ""))
             last_state = state
-        pods = job_pods(cluster, name, rank0(kind))
-        if pods:
-            pod = pods[0]
+        for pod in job_pods(cluster, job, rank0(kind)):
             reason = pending_reason(cluster, pod)
-            if reason and reason not in reasons:
-                reasons.add(reason)
+            if reason and reason not in said:
+                said.add(reason)
                 note(f"[detk8s] {pod.metadata.name} is not running: {reason}")
-            if pod.status and pod.status.phase in STARTED:
-                if follower is None:
-                    follower = _LogFollower(cluster, pod.metadata.name, kind.container, out)
-                follower.ensure(_restarts(pod))
+            if not (pod.status and pod.status.phase in STARTED):
+                continue
+            current = (pod.metadata.uid, restarts(pod))
+            if current == followed:
+                continue
+            if followed is not None and current[0] != followed[0]:
+                note(f"[detk8s] {pod.metadata.name} was recreated: following the new pod")
+            elif followed is not None:
+                note(f"[detk8s] {pod.metadata.name} restarted ({current[1]}), last exit: "
+                     f"{last_exit(pod) or 'unknown'}")  # fmt: skip
+            followed = current
+            follower = _LogFollower(cluster, pod.metadata.name, kind.container, out)
         if state in TERMINAL:
             if follower is not None:
                 follower.finish()
@@ -85,8 +98,3 @@ def wait_for_job(
         if time.monotonic() >= deadline:
             return TIMEOUT
         time.sleep(max(0.0, min(poll, deadline - time.monotonic())))
-
-
-def _restarts(pod: Any) -> int:
-    statuses = (pod.status.container_statuses or []) if pod.status else []
-    return sum(s.restart_count or 0 for s in statuses)
