@@ -7,6 +7,10 @@ STAMP := $(VENV)/.installed
 # The PyTorch trainers (ultralytics) cannot share a venv with paddle: their own, with detk8s.
 TORCH_VENV := .venv-torch
 TORCH_STAMP := $(TORCH_VENV)/.installed
+# YOLOX's source at the version the image pins (Dockerfile, YOLOX_COMMIT): the tests load its
+# tools/ parsers and experiments. PyPI has only its sdist, whose build needs a CUDA toolchain:
+# unpacked, not installed.
+YOLOX := yolox-0.3.0
 TINY := examples/tiny
 
 .PHONY: demo test lint format bench system-deps clean
@@ -17,10 +21,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@
 
-$(TORCH_STAMP): pyproject.toml
+$(TORCH_STAMP): pyproject.toml images/requirements-pytorch.txt
 	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
 	$(TORCH_VENV)/bin/pip install --quiet --upgrade pip
-	$(TORCH_VENV)/bin/pip install --quiet -e ".[s3,ultralytics]"
+	$(TORCH_VENV)/bin/pip install --quiet -e ".[s3,ultralytics]" -r images/requirements-pytorch.txt
+	$(TORCH_VENV)/bin/pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
+	  -d $(TORCH_VENV)/src $(subst -,==,$(YOLOX))
+	tar -xzf $(TORCH_VENV)/src/$(YOLOX).tar.gz -C $(TORCH_VENV)/src
 	touch $@
 
 # The whole pipeline on embedded defaults: check and render every shipped run, then train three

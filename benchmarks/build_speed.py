@@ -27,7 +27,7 @@ def main() -> int:
     parser.add_argument("--bar", type=float, default=1.0, help="seconds")
     args = parser.parse_args()
     # The builder chosen automatically, as a user runs it (here: no docker daemon, so podman).
-    cmd = [sys.executable, "-m", "detk8s", "build", "paddledet", *CI_ARGS]
+    cmd = [sys.executable, "-m", "detk8s", "build", "paddle", *CI_ARGS]
     subprocess.run([*cmd, "--quiet"], cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     times = []
     for _ in range(args.runs):

@@ -17,7 +17,7 @@ AUTO_IMAGE = "auto"
 def image_name(loaded: LoadedRun, project: ProjectConfig) -> str | None:
     """The `images:` key the run's image names: its framework's family for `auto`, a key, or
     a declared repository without a tag; None for an image named verbatim."""
-    from detk8s.build.images import declared_image
+    from detk8s.images.image import declared_image
 
     run = loaded.config
     if run.image == AUTO_IMAGE:
@@ -28,8 +28,8 @@ def image_name(loaded: LoadedRun, project: ProjectConfig) -> str | None:
 def resolve_image(loaded: LoadedRun, project: ProjectConfig) -> str:
     """`auto`, an `images:` key or a declared repository without a tag: that image tagged by
     the hash of its current inputs (what `detk8s build` builds). Anything else verbatim."""
-    from detk8s.build.context import ContextError
-    from detk8s.build.images import image_build
+    from detk8s.images.context import ContextError
+    from detk8s.images.image import image_build
 
     name = image_name(loaded, project)
     if name is None:

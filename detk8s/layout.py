@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from detk8s.config.schema import DatasetConfig
-from detk8s.paths import PACKAGE_DIR, data_path
+from detk8s.paths import PACKAGE_DIR
 from detk8s.weights import WeightsSource
 
 RUN_FILE = "run.yaml"
@@ -21,10 +21,12 @@ class Layout:
     config_dir: str  # the run's files (run.yaml, framework config); a ConfigMap in the pod
     data_dir: str  # datasets, one dir each
     output_dir: str  # run outputs, one dir each
-    configs_root: str  # our model configs: <configs_root>/<framework>/<file>
+    configs_root: str | None  # model configs: <configs_root>/<framework>/<file>; None: where
+    # this machine found them (the local backend)
     package_dir: str  # the installed detk8s package (worker scripts)
     python: str = "python"  # the interpreter that has the framework installed
     detk8s: tuple[str, ...] = ("detk8s",)  # how to start detk8s itself
+    trainers_dir: str | None = None  # trainer checkouts, <trainers_dir>/<name>; None: none here
 
     def run_dir(self, run: str) -> str:
         return f"{self.output_dir}/{run}"
@@ -51,7 +53,10 @@ class Layout:
             return f"{self.dataset_dir(dataset)}/{source.value}"
         return source.value
 
-    def model_config(self, framework: str, file: str) -> str:
+    def model_config(self, framework: str, file: str, found: Path) -> str:
+        """Where the trainer reads model config `file`, found at `found` on this machine."""
+        if self.configs_root is None:
+            return str(found)
         return f"{self.configs_root}/{framework}/{file}"
 
     @property
@@ -73,6 +78,7 @@ POD = Layout(
     output_dir="/output",
     configs_root="/opt/detk8s/configs",
     package_dir="/opt/detk8s/detk8s",
+    trainers_dir="/opt/trainers",  # the Dockerfile's pytorch target checks them out there
 )
 
 
@@ -85,7 +91,7 @@ def local_layout(workdir: Path, run: str, python: str | None = None) -> Layout:
         config_dir=str(workdir / run / "config"),
         data_dir=str(workdir / "data"),
         output_dir=str(workdir),
-        configs_root=str(data_path("configs")),
+        configs_root=None,
         package_dir=str(PACKAGE_DIR),
         python=python,
         detk8s=(python, "-m", "detk8s"),

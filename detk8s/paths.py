@@ -6,24 +6,32 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
-# A wheel carries the top-level data dirs under detk8s/_data; a source checkout has them beside
-# the package.
-_DATA_DIR = PACKAGE_DIR / "_data"
+# A wheel carries the top-level data dirs under detk8s/_data (pyproject.toml's force-include);
+# a source checkout has them beside the package.
+DATA_DIR = "_data"
 SOURCE_ROOT = PACKAGE_DIR.parent
 
 
 def data_path(relative: str) -> Path:
-    """A top-level data dir of the project (k8s_templates, configs/paddledet)."""
-    installed = _DATA_DIR / relative
+    """A top-level data file or dir of detk8s (k8s_templates, configs/paddledet, Dockerfile)."""
+    installed = PACKAGE_DIR / DATA_DIR / relative
     return installed if installed.exists() else SOURCE_ROOT / relative
 
 
 TEMPLATES_DIR = "k8s_templates"
 
 
+CONFIGS_DIR = "configs"
+
+
 def model_configs_dir(framework: str) -> str:
-    """Our model configs for a framework, relative to the project root."""
-    return f"configs/{framework}"
+    """A framework's model configs, relative to a project (its own) or to detk8s (shipped)."""
+    return f"{CONFIGS_DIR}/{framework}"
+
+
+def config_search_path(project_root: Path) -> tuple[Path, ...]:
+    """Where model configs are looked up: the project's configs/, then those detk8s ships."""
+    return (project_root / CONFIGS_DIR, data_path(CONFIGS_DIR))
 
 
 PROJECT_FILE = "detk8s.yaml"

@@ -17,8 +17,8 @@ from detk8s.config.layered import Layered, key_origins, load_layered
 from detk8s.config.scaling import check_linear_scaling
 from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
 from detk8s.errors import ConfigError, ConfigErrors, UsageError
-from detk8s.frameworks import SectionErrors, get_adapter, settings_for
-from detk8s.paths import PROJECT_FILE
+from detk8s.frameworks import SectionErrors, check_run, get_adapter, settings_for
+from detk8s.paths import PROJECT_FILE, config_search_path
 from detk8s.util import natural_key
 from detk8s.yaml_io import read_mapping
 
@@ -51,7 +51,7 @@ class LoadedRun:
     def run(self) -> Run:
         from detk8s.frameworks.base import Run
 
-        return Run(self.config, self.settings, self.dataset)
+        return Run(self.config, self.settings, self.dataset, config_search_path(self.project_root))
 
 
 def find_project(start: Path | None = None) -> Path:
@@ -172,7 +172,7 @@ class Project:
         dataset = self.load_dataset(config.dataset, full.origin_of(("dataset",), file))
         loaded = LoadedRun(config, settings, dataset, file, self.root)
         adapter = get_adapter(config.framework)
-        problems = adapter.check(loaded.run)
+        problems = check_run(loaded.run)
         if problems:
             errors = [
                 ConfigError(full.origin_of(tuple(k.split(".")), file), k, m) for k, m in problems

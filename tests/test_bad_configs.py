@@ -51,7 +51,7 @@ def test_unknown_run_name(project: Path, cli: Any) -> None:
     assert result.code == 2
     assert result.err.strip() == (
         f"error: no run matches 'Z9' in {project / 'configs/runs'} "
-        "(known: L1, L2, L3, L4, U1, Y1, Y2, Y3, Y4)"
+        "(known: L1, L2, L3, L4, M1, S1, U1, X1, Y1, Y2, Y3, Y4)"
     )
 
 

@@ -27,7 +27,10 @@ import yaml
 from k8s_schema import validate_core
 from kube.emulator import KubeEmulator, ResourceSpec
 
-from detk8s.build.context import DockerIgnore, content_hash, context_files, copy_sources
+from detk8s.config.schema import ImageConfig
+from detk8s.images.context import DockerIgnore, copy_sources
+from detk8s.images.image import image_build
+from detk8s.images.staged import WHEEL, staged_files
 
 REPO = Path(__file__).resolve().parent.parent
 PODMAN_ROOT = Path(os.environ.get("PODMAN_ROOT", "/var/tmp/detk8s-podman"))
@@ -61,7 +64,8 @@ def tiny_context(root: Path) -> Path:
 
 
 def tag(ctx: Path, **args: str) -> str:
-    return content_hash(ctx, ctx / "Dockerfile", args)
+    config = ImageConfig(repository="r/t", dockerfile="Dockerfile", context=ctx.name)
+    return image_build("t", config, ctx.parent, args).tag
 
 
 # -- the tag ---------------------------------------------------------------------------------
@@ -134,21 +138,38 @@ def test_copy_sources_from_the_dockerfile() -> None:
     assert copy_sources("FROM x\nRUN --mount=type=cache,target=/c make\n") == []
 
 
-def test_the_paddle_image_hashes_what_it_copies() -> None:
-    text = (REPO / "Dockerfile").read_text()
-    files = context_files(REPO, copy_sources(text), DockerIgnore.of(REPO))
-    assert "detk8s/frameworks/paddledet_worker.py" in files
+def test_detk8s_images_are_built_from_a_staged_context(project: Path) -> None:
+    files = staged_files(project)
+    assert {"Dockerfile", "requirements/requirements-paddle.txt", WHEEL} <= set(files)
     assert "configs/paddledet/picodet_s_320_voc.yml" in files
-    assert "images/requirements-paddle.txt" in files and "pyproject.toml" in files
-    assert not [f for f in files if f.startswith(("tests/", ".git/", ".venv/"))]
-    assert not [f for f in files if "__pycache__" in f or f.endswith(".pyc")]
+    assert b"boto3" in files["requirements/detk8s.txt"]  # type: ignore[operator]
+    assert not [f for f in files if f.startswith(("tests/", "detk8s/", ".git"))]
+    # everything the Dockerfile copies is staged
+    text = (REPO / "Dockerfile").read_text()
+    for src in copy_sources(text) or []:
+        assert any(f == src.rstrip("/") or f.startswith(src) for f in files), src
+
+
+def test_the_project_configs_go_in_over_detk8s_own(project: Path) -> None:
+    from detk8s.config.schema import ImageConfig as Cfg
+
+    def paddle_tag() -> str:
+        return image_build("paddle", Cfg(repository="r/p", target="paddle"), project).tag
+
+    before = paddle_tag()
+    ours = project / "configs/paddledet/picodet_s_320_voc.yml"
+    ours.parent.mkdir(parents=True, exist_ok=True)
+    ours.write_text("# the project's own\n")
+    assert staged_files(project)["configs/paddledet/picodet_s_320_voc.yml"] == ours
+    assert paddle_tag() != before
+    pytorch = image_build("pytorch", Cfg(repository="r/p", target="pytorch"), project).tag
+    assert pytorch != paddle_tag()  # the target is an input
 
 
 def test_dockerfiles_pass_hadolint() -> None:
     hadolint = Path(sys.executable).parent / "hadolint"
-    files = [REPO / "Dockerfile", *sorted((REPO / "images").glob("*Dockerfile"))]
     done = subprocess.run(
-        [str(hadolint), "--failure-threshold", "error", *map(str, files)],
+        [str(hadolint), "--failure-threshold", "error", str(REPO / "Dockerfile")],
         capture_output=True,
         text=True,
     )
@@ -165,12 +186,8 @@ def project_image(project: Path, name: str, **config: Any) -> None:
 
 
 def test_render_names_the_content_tag(project: Path, cli: Any) -> None:
-    from detk8s.build.images import image_build
-    from detk8s.config.schema import ImageConfig
-
-    expected = image_build(
-        "paddle", ImageConfig(repository="registry.example.com/detk8s/paddle"), project
-    ).ref
+    config = ImageConfig(repository="registry.example.com/detk8s/paddle", target="paddle")
+    expected = image_build("paddle", config, project).ref
     out = cli("render", "Y4").out
     assert f"image: {expected}\n" in out
     dry = cli("build", "--dry-run")
@@ -246,7 +263,7 @@ def tiny_project(project: Path, podman_env: dict[str, str]) -> Iterator[tuple[Pa
     """The project with one tiny image whose context is the project; its images removed after."""
     tiny_context(project / "img")
     repo = f"localhost/detk8s-test-{uuid.uuid4().hex[:8]}"
-    project_image(project, "paddle", repository=repo, context="img")
+    project_image(project, "paddle", repository=repo, context="img", dockerfile="Dockerfile")
     yield project, repo
     tags = podman("images", "--format", "{{.Repository}}:{{.Tag}}", repo, check=False).stdout
     for ref in tags.split():
@@ -336,7 +353,7 @@ def registry() -> Iterator[str]:
 
 
 def test_manifest_exists_against_a_v2_registry(registry: str) -> None:
-    from detk8s.build.registry import ImageRef, manifest_exists
+    from detk8s.images.registry import ImageRef, manifest_exists
 
     FakeRegistry.manifests.add("/v2/team/img/manifests/abc")
     assert manifest_exists(f"{registry}/team/img:abc").exists is True
@@ -352,7 +369,7 @@ def test_build_skips_what_the_registry_has(
 ) -> None:
     tiny_context(project / "img")
     repo = f"{registry}/detk8s/tiny"
-    project_image(project, "paddle", repository=repo, context="img")
+    project_image(project, "paddle", repository=repo, context="img", dockerfile="Dockerfile")
     ref = cli("build", "--dry-run").out.splitlines()[0].removeprefix("paddle: ")
     FakeRegistry.manifests.add(f"/v2/detk8s/tiny/manifests/{ref.rsplit(':', 1)[1]}")
     for args in (["build", "--builder", "podman"], ["build", "--builder", "podman", "--push"]):
@@ -387,10 +404,7 @@ def test_in_cluster_job_validates_and_carries_the_hashed_context(project: Path, 
     tarball = base64.b64decode(config_map["binaryData"]["context.tar.gz"])
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(tarball))) as tar:
         names = tar.getnames()
-    text = (REPO / "Dockerfile").read_text()
-    assert names == sorted(
-        ["Dockerfile", *context_files(REPO, copy_sources(text), DockerIgnore.of(REPO))]
-    )
+    assert names == list(staged_files(project))
 
 
 def test_in_cluster_submit_creates_the_job_once(

@@ -29,15 +29,20 @@ from detk8s.datasets.synthetic import make_voc_dataset
 DETK8S = [sys.executable, "-m", "detk8s"]
 
 
-@pytest.fixture(scope="module")
-def paddle_image(podman_env: dict[str, str]) -> str:  # noqa: F811 (the fixture)
+def built_image(name: str, args: list[str]) -> str:
+    """The repo's image `name` built (or found, by its tag) as CI builds it."""
     build = subprocess.run(
-        [*DETK8S, "--project", str(REPO), "build", "paddle", "--builder", "podman",
-         "--quiet", *CI_PADDLE_ARGS], capture_output=True, text=True, timeout=3000,
+        [*DETK8S, "--project", str(REPO), "build", name, "--builder", "podman", "--quiet", *args],
+        capture_output=True, text=True, timeout=3000,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr[-3000:]
     (image,) = [w for w in build.stdout.split() if w.startswith("registry.example.com/")]
     return image
+
+
+@pytest.fixture(scope="module")
+def paddle_image(podman_env: dict[str, str]) -> str:  # noqa: F811 (the fixture)
+    return built_image("paddle", CI_PADDLE_ARGS)
 
 
 @dataclass
@@ -65,22 +70,28 @@ class ImageProject:
         return record
 
 
-@pytest.fixture
-def image_project(paddle_image: str, ceph_s3: S3Endpoint, tmp_path: Path) -> ImageProject:
-    client = ceph_s3.client()
-    bucket = ceph_s3.new_bucket("image", client)
+def image_project_with(image: str, ceph: S3Endpoint, tmp_path: Path) -> ImageProject:
+    """examples/tiny whose jobs run `image`, with the synthetic dataset and the results in a
+    new bucket of the Ceph server."""
+    client = ceph.client()
+    bucket = ceph.new_bucket("image", client)
     data = make_voc_dataset(tmp_path / "synthetic")
     for f in sorted(p for p in data.rglob("*") if p.is_file()):
         client.upload_file(str(f), bucket, f"datasets/synthetic_voc/{f.relative_to(data)}")
-    storage = {"uri": f"s3://{bucket}/runs", "endpoint_url": ceph_s3.url, "secret": "detk8s-s3"}
+    storage = {"uri": f"s3://{bucket}/runs", "endpoint_url": ceph.url, "secret": "detk8s-s3"}
     root = copy_tiny_project(tmp_path / "proj", storage)
     cfg = yaml.safe_load((root / "detk8s.yaml").read_text())
-    cfg["defaults"]["image"] = paddle_image
+    cfg["defaults"]["image"] = image
     (root / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
     (root / "datasets/synthetic_voc.yml").write_text(
         f"format: voc\nnum_classes: 2\nsource: s3://{bucket}/datasets/synthetic_voc/\n"
     )
-    return ImageProject(root, paddle_image, ceph_s3, client, bucket)
+    return ImageProject(root, image, ceph, client, bucket)
+
+
+@pytest.fixture
+def image_project(paddle_image: str, ceph_s3: S3Endpoint, tmp_path: Path) -> ImageProject:
+    return image_project_with(paddle_image, ceph_s3, tmp_path)
 
 
 def worker(job: dict[str, Any]) -> dict[str, Any]:

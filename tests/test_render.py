@@ -22,7 +22,7 @@ from detk8s.project import Project
 from detk8s.replica import Replica
 
 SHIPPED = ["L1", "L2", "L3", "L4", "Y1", "Y2", "Y3", "Y4"]  # the PaddleDetection matrix
-ALL_RUNS = ["L1", "L2", "L3", "L4", "U1", "Y1", "Y2", "Y3", "Y4"]
+ALL_RUNS = ["L1", "L2", "L3", "L4", "M1", "S1", "U1", "X1", "Y1", "Y2", "Y3", "Y4"]
 MATRIX = {  # run: (model, full data?, gpus, batch/GPU, lr, epochs), from MISSION.md
     "L1": ("picodet_s_320", True, 1, 32, 0.08, 300),
     "L2": ("picodet_s_320", True, 2, 32, 0.16, 300),
@@ -352,7 +352,10 @@ def test_no_secret_value_in_manifests(project: Path, cli: Any) -> None:
 def test_render_all_and_output_dir(project: Path, cli: Any) -> None:
     docs = render(cli, "--all")
     jobs = {d["metadata"]["labels"][RUN_LABEL]: d["kind"] for d in docs if d["kind"] != "ConfigMap"}
-    assert jobs == {**dict.fromkeys(SHIPPED, "PaddleJob"), "U1": "PyTorchJob"}
+    assert jobs == {
+        **dict.fromkeys(SHIPPED, "PaddleJob"),
+        **dict.fromkeys(["M1", "S1", "U1", "X1"], "PyTorchJob"),
+    }
     assert list(jobs) == ALL_RUNS
     result = cli("render", "L1", "L2", "-o", "out")
     assert result.code == 0 and result.out == ""
@@ -426,7 +429,7 @@ def test_shipped_runs_pass_strict(project: Path, cli: Any) -> None:
     result = cli("validate", "--strict")
     assert result.code == 0, result.err
     assert result.err == ""
-    assert result.out.splitlines()[-1] == f"9 run(s) valid: {', '.join(ALL_RUNS)}"
+    assert result.out.splitlines()[-1] == f"{len(ALL_RUNS)} run(s) valid: {', '.join(ALL_RUNS)}"
 
 
 def test_runs_table(project: Path, cli: Any) -> None:
@@ -459,7 +462,7 @@ def test_schema_accepts_shipped_files_and_rejects_unknown_keys(project: Path, cl
     assert result.code == 0
     schema = json.loads(result.out)
     assert "_BASE_" in schema["properties"] and "paddledet" in schema["properties"]
-    assert schema["properties"]["framework"]["enum"] == ["paddledet", "ultralytics"]
+    assert schema["properties"]["framework"]["enum"] == ["paddledet", "ssd", "ultralytics", "yolox"]
     assert "model_config" not in schema["properties"]
     for f in [*(project / "configs/runs").glob("*.yml"), *(project / "configs/bases").glob("*")]:
         jsonschema.validate(yaml.safe_load(f.read_text()), schema)

@@ -189,3 +189,41 @@ def test_etag_cache_fetches_only_what_changed(store: Any, tmp_path: Path) -> Non
     changed, _ = fetches()
     assert changed == 1
     assert next(r for r in collect(store) if r.run == "L2").record.map50 == 95.0
+
+
+def test_collect_shows_every_framework_in_one_table(
+    project: Path, cli: Any, tmp_path: Path
+) -> None:
+    """Each adapter's metrics from its trainer's real output (PaddleDetection and ultralytics
+    from CPU runs here, YOLOX from seed 001, the SSD trainer from a CPU run here), stored as
+    `detk8s exec` stores a result, read back by `collect`."""
+    from detk8s.frameworks import get_adapter
+    from detk8s.layout import POD
+    from detk8s.project import Project
+
+    store = open_storage(f"file://{tmp_path / 'four'}")
+    outputs = {"L1": "ppdet_voc_eval.log", "U1": "yolov5_val.log", "X1": "yolox_eval.log",
+               "S1": "ssd_eval.log"}  # fmt: skip
+    expected = {}
+    for run, log in outputs.items():
+        loaded = Project.discover(project).load_run(run).run
+        c = loaded.config
+        m = get_adapter(c.framework).metrics(loaded, POD, (LOGS / log).read_text())
+        assert m.map50 is not None, run
+        fields = {"framework": c.framework, "model": c.model, "gpus": c.gpus, "lr": c.lr,
+                  "batch_size": c.batch_size, "epochs": c.epochs, "map50": m.map50,
+                  "map50_95": m.map50_95, "fps": m.fps, "per_class": m.per_class}  # fmt: skip
+        store.put(f"{run}/eval.json", json.dumps(record(run, **fields)).encode())
+        store.put(f"{run}/DONE", b"")
+        expected[run] = (c.model, f"{m.map50:.2f}%")
+    text = (project / "detk8s.yaml").read_text()
+    (project / "detk8s.yaml").write_text(text.replace("s3://detk8s/runs", store.uri))
+    result = cli("collect", "--output", "summary.json")
+    assert result.code == 0, result.err
+    rows = {r["run"]: r for r in json.loads((project / "summary.json").read_text())}
+    for run, (model, map50) in expected.items():
+        line = next(line for line in result.out.splitlines() if line.startswith(f"{run} "))
+        assert " done " in line and model in line and map50 in line, line
+        assert rows[run]["status"] == "done"
+    assert expected["X1"][1] == "46.90%" and rows["X1"]["mAP50:95"] == 32.0
+    assert expected["S1"][1] == "1.01%"

@@ -24,6 +24,12 @@ UPSTREAM_URLS = {
     # its utils/downloads.py attempt_download('yolov3.pt') fetches).
     "https://github.com/ultralytics/yolov3/releases/download/v9.6.0/yolov3.pt":
         "ultralytics/yolov3 v9.6.0 release",
+    # YOLOX: its README's COCO YOLOX-s (the 0.1.1rc0 release asset seed 003 fine-tunes from).
+    "https://github.com/Megvii-BaseDetection/YOLOX/releases/download/0.1.1rc0/yolox_s.pth":
+        "YOLOX README, 0.3.0",
+    # The SSD trainer: the MobileNet-v1 SSD train_ssd.py downloads when missing (seed 002).
+    "https://nvidia.box.com/shared/static/djf5w54rjvpqocsiztzaandq1m3avr7c.pth":
+        "pytorch-ssd train_ssd.py",
 }  # fmt: skip
 YOLOV3_TRAIN_SIZES = [320, 352, 384, 416, 448, 480, 512, 544, 576, 608]
 URL = re.compile(r"https?://[^\s'\"]+\.(?:pdparams|pdopt|pth|pt|tar|zip)\b")

@@ -4,6 +4,7 @@ only when that tag is neither here nor in the registry."""
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,8 +14,8 @@ from detk8s.cli.common import app, err, project
 from detk8s.errors import ConfigErrors, UsageError
 
 if TYPE_CHECKING:
-    from detk8s.build.builders import Builder
-    from detk8s.build.images import ImageBuild
+    from detk8s.images.builders import Builder
+    from detk8s.images.image import ImageBuild
     from detk8s.project import Project
 
 
@@ -71,16 +72,25 @@ def build(
     if in_cluster:
         _in_cluster(proj, images, submit, dry_run, kaniko_image, context, namespace)
         return
-    from detk8s.build.builders import detect, shown
+    from detk8s.images.builders import Builder, NoBuilder, detect, shown
 
-    chosen = detect(builder)
     if dry_run is DryRun.client:
+        try:
+            chosen = detect(builder)
+        except NoBuilder as e:  # the plan is still worth seeing
+            err(f"warning: {e}; showing a docker build")
+            chosen = Builder("docker", "docker")
         for image in images:
             typer.echo(f"{image.name}: {image.ref}")
-            typer.echo(f"  {shown(chosen.build_cmd(image))}")
+            where = image.context or Path("<context>")  # assembled only for a real build
+            typer.echo(f"  {shown(chosen.build_cmd(image, where))}")
+            if image.context is None:
+                typer.echo("  <context>: detk8s's Dockerfile and requirements, detk8s as a "
+                           "wheel, the project's model configs")  # fmt: skip
             if push:
                 typer.echo(f"  {shown(chosen.push_cmd(image.ref))}")
         return
+    chosen = detect(builder)
     for image in images:
         _build_one(chosen, image, push, quiet)
 
@@ -98,8 +108,8 @@ def _parse_args(pairs: list[str]) -> dict[str, str]:
 def _images(
     proj: Project, names: list[str], all_images: bool, extra: dict[str, str]
 ) -> list[ImageBuild]:
-    from detk8s.build.context import ContextError
-    from detk8s.build.images import image_build
+    from detk8s.images.context import ContextError
+    from detk8s.images.image import image_build
 
     declared = proj.settings.images
     if not declared:
@@ -139,7 +149,7 @@ def _used_images(proj: Project) -> list[str]:
 
 
 def _build_one(builder: Builder, image: ImageBuild, push: bool, quiet: bool) -> None:
-    from detk8s.build.registry import manifest_exists
+    from detk8s.images.registry import manifest_exists
 
     ref = image.ref
     local = builder.exists_locally(ref)
@@ -153,8 +163,12 @@ def _build_one(builder: Builder, image: ImageBuild, push: bool, quiet: bool) -> 
     if remote.exists is None:
         err(f"warning: {image.name}: {remote.detail}; building")
     if not local:
+        import tempfile
+
         err(f"{image.name}: building {ref} with {builder.name}")
-        _run(builder.build_cmd(image), f"{image.name}: {builder.name} build", quiet)
+        with tempfile.TemporaryDirectory(prefix="detk8s-context-") as scratch:
+            cmd = builder.build_cmd(image, image.context_dir(Path(scratch)))
+            _run(cmd, f"{image.name}: {builder.name} build", quiet)
         typer.echo(f"{image.name}: built {ref}")
     if push:
         _run(builder.push_cmd(ref), f"{image.name}: push of {ref}", quiet)
@@ -162,7 +176,7 @@ def _build_one(builder: Builder, image: ImageBuild, push: bool, quiet: bool) -> 
 
 
 def _run(cmd: list[str], what: str, quiet: bool) -> None:
-    from detk8s.build.builders import BuildError, run_streamed
+    from detk8s.images.builders import BuildError, run_streamed
 
     result = run_streamed(cmd, err, steps_only=quiet)
     if result.code == 0:
@@ -184,8 +198,8 @@ def _in_cluster(
     namespace: str | None,
 ) -> None:
     from detk8s.backends.kubernetes.manifests import to_yaml
-    from detk8s.build.kaniko import KANIKO_IMAGE, job_name, render_build_job, submit_build_job
-    from detk8s.build.registry import manifest_exists
+    from detk8s.images.kaniko import KANIKO_IMAGE, job_name, render_build_job, submit_build_job
+    from detk8s.images.registry import manifest_exists
 
     ns = namespace or proj.settings.namespace or "default"
     rendered = {i.name: render_build_job(i, ns, kaniko_image or KANIKO_IMAGE) for i in images}

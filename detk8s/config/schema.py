@@ -11,7 +11,6 @@ from fractions import Fraction
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -34,14 +33,8 @@ ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SECRET_LIKE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_KEY)", re.I)
 
 
-def _multiple_of_32(v: int) -> int:
-    # Detectors downsample by up to 32 (YOLOv3's stride, PicoDet's largest FPN level but one).
-    if v % 32:
-        raise ValueError(f"{v} is not a multiple of 32")
-    return v
-
-
-InputSize = Annotated[int, Field(ge=32, le=4096), AfterValidator(_multiple_of_32)]
+# Square, in pixels; a framework may require a multiple of its stride (FrameworkAdapter).
+InputSize = Annotated[int, Field(ge=32, le=4096)]
 
 
 class Strict(BaseModel):
@@ -257,11 +250,16 @@ class ImageConfig(Strict):
     In detk8s.yaml a plain string is the repository alone, with every other field defaulted."""
 
     repository: str = Field(description="Where it is pushed, without a tag.")
-    dockerfile: str = Field("Dockerfile", description="Relative to the context.")
-    context: str | None = Field(
+    target: str | None = Field(
+        None, description="The Dockerfile stage to build: paddle or pytorch for detk8s's own."
+    )
+    dockerfile: str | None = Field(
         None,
-        description="Build context, relative to the project root; default: the detk8s source "
-        "checkout detk8s runs from (what the shipped Dockerfiles install).",
+        description="Your own Dockerfile, relative to `context`; default: detk8s's, built from "
+        "a context detk8s assembles (itself as a wheel, the project's model configs).",
+    )
+    context: str | None = Field(
+        None, description="With your own Dockerfile: the build context, relative to the project."
     )
     build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg K=V.")
     registry_secret: str | None = Field(
@@ -274,6 +272,12 @@ class ImageConfig(Strict):
     @classmethod
     def _repository_only(cls, v: Any) -> Any:
         return {"repository": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _context_needs_dockerfile(self) -> ImageConfig:
+        if self.context is not None and self.dockerfile is None:
+            raise ValueError("context is for your own Dockerfile: set dockerfile too")
+        return self
 
 
 class ProjectConfig(Strict):

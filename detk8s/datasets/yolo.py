@@ -12,16 +12,14 @@ objects are kept (YOLO has no such flag; VOC evaluation skips them, these traine
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 from detk8s import yaml_io
+from detk8s.datasets.converted import fingerprint, is_current, mark_current
 from detk8s.datasets.voc import Annotation, Box, VocError, read_annotation, read_labels, read_list
 from detk8s.util import write_atomic
 
 DATA_YAML = "data.yaml"
-STAMP = ".converted"  # what the conversion was made from: redone when that changes
 
 
 def yolo_line(box: Box, cls: int, width: int, height: int) -> str:
@@ -43,9 +41,9 @@ def convert(root: Path, lists: dict[str, Path], label_list: Path, out: Path) -> 
     """Write the YOLO layout of `lists` ({split: list file}) under `out`, unless the same
     inputs were converted before; the data.yaml path."""
     names = read_labels(label_list)
-    stamp = _fingerprint(root, lists, label_list)
+    stamp = fingerprint(root, lists, label_list)
     data_yaml = out / DATA_YAML
-    if data_yaml.is_file() and (out / STAMP).is_file() and (out / STAMP).read_text() == stamp:
+    if data_yaml.is_file() and is_current(out, stamp):
         return data_yaml
     index = {name: i for i, name in enumerate(names)}
     splits: dict[str, str] = {}
@@ -63,7 +61,7 @@ def convert(root: Path, lists: dict[str, Path], label_list: Path, out: Path) -> 
         splits[split] = str(out / f"{split}.txt")
     data = {"path": str(out), **splits, "nc": len(names), "names": names}
     write_atomic(data_yaml, yaml_io.dump(data))
-    write_atomic(out / STAMP, stamp)
+    mark_current(out, stamp)
     return data_yaml
 
 
@@ -75,12 +73,3 @@ def _write_labels(ann: Annotation, index: dict[str, int], path: Path, xml: Path)
         lines.append(yolo_line(box, index[box.name], ann.width, ann.height))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-
-
-def _fingerprint(root: Path, lists: dict[str, Path], label_list: Path) -> str:
-    """The list files' and label list's content, and where the dataset is."""
-    h = hashlib.sha256(json.dumps([str(root), sorted((k, str(v)) for k, v in lists.items())])
-                       .encode())  # fmt: skip
-    for path in [label_list, *lists.values()]:
-        h.update(path.read_bytes())
-    return h.hexdigest()

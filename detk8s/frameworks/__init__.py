@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 ADAPTERS: dict[str, str] = {
     "paddledet": "detk8s.frameworks.paddledet:PaddleDetAdapter",
     "ultralytics": "detk8s.frameworks.ultralytics:UltralyticsAdapter",
+    "ssd": "detk8s.frameworks.ssd:SsdAdapter",
+    "yolox": "detk8s.frameworks.yolox:YoloxAdapter",
 }
 
 
@@ -75,6 +77,17 @@ def make_run(config: RunConfig, dataset: DatasetConfig) -> Run:
     from detk8s.frameworks.base import Run
 
     return Run(config, settings_for(config), dataset)
+
+
+def check_run(run: Run) -> list[tuple[str, str]]:
+    """What the run's framework refuses in it, as (dotted key, message): the input size against
+    the network's stride, then the adapter's own checks."""
+    from detk8s.frameworks.base import stride_problem
+
+    adapter = get_adapter(run.config.framework)
+    size = run.config.input_size
+    problem = stride_problem(size, adapter.input_stride) if size else None
+    return [*([("input_size", problem)] if problem else []), *adapter.check(run)]
 
 
 def settings_schemas() -> dict[str, dict[str, Any]]:

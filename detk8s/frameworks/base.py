@@ -17,7 +17,9 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel
 
 from detk8s.config.schema import DatasetConfig, RunConfig
+from detk8s.errors import DetkError
 from detk8s.layout import Layout
+from detk8s.paths import config_search_path
 from detk8s.replica import Replica
 from detk8s.results.metrics import Metrics
 
@@ -28,15 +30,34 @@ CheckpointRole = Literal["resumable", "final", "best"]
 
 @dataclass(frozen=True)
 class Run:
-    """A run as an adapter sees it: the common config, its framework's settings, its dataset."""
+    """A run as an adapter sees it: the common config, its framework's settings, its dataset,
+    and where its model configs are looked up (the project's configs/, then detk8s's)."""
 
     config: RunConfig
     settings: Any  # the adapter's `settings_model`
     dataset: DatasetConfig
+    config_dirs: tuple[Path, ...] = ()
 
     @property
     def name(self) -> str:
         return self.config.name
+
+    def model_config(self, file: str) -> Path | None:
+        """The framework's model config `file`: the first of the search path that has it."""
+        for root in self.config_dirs or config_search_path(Path.cwd()):
+            path = root / self.config.framework / file
+            if path.is_file():
+                return path
+        return None
+
+
+def checkout_dir(layout: Layout, setting: str, value: str | None, checkout: str) -> str:
+    """A trainer's code: the run's `setting` (value), else the image's checkout `checkout`."""
+    if value:
+        return value
+    if layout.trainers_dir is None:
+        raise DetkError(f"{setting}: no {checkout} checkout on this machine: set it")
+    return f"{layout.trainers_dir}/{checkout}"
 
 
 @dataclass(frozen=True)
@@ -92,8 +113,14 @@ class Schedule:
     accumulate_to: int | None = None  # the trainer accumulates gradients up to this batch
 
 
+def stride_problem(size: int, stride: int) -> str | None:
+    """Why `size` does not suit a network that downsamples by `stride`, if it does not."""
+    return f"{size} is not a multiple of {stride}" if size % stride else None
+
+
 class FrameworkAdapter(Protocol):
     name: ClassVar[str]  # the run's `framework:` and the name of its settings section
+    input_stride: ClassVar[int]  # input_size must be a multiple of it (1: any size)
     family: ClassVar[str]  # the image family (`images:` key `image: auto` resolves to)
     settings_model: ClassVar[type[BaseModel]]
     moved_keys: ClassVar[dict[str, str]]  # top-level keys that moved into the section

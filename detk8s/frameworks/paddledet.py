@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from detk8s import yaml_io
 from detk8s.config.schema import InputSize
-from detk8s.frameworks.base import Checkpoint, Command, Plan, Run, Schedule
+from detk8s.frameworks.base import Checkpoint, Command, Plan, Run, Schedule, stride_problem
 from detk8s.layout import Layout
-from detk8s.paths import data_path, model_configs_dir
+from detk8s.paths import model_configs_dir
 from detk8s.replica import Replica
 from detk8s.results.metrics import Metrics, parse_metrics
 from detk8s.weights import parse_weights_source
@@ -35,6 +35,16 @@ FINAL, BEST = "model_final", "best_model"
 REFERENCE_BATCH_KEY = "reference_total_batch"
 
 
+def _stride_32(size: int) -> int:
+    problem = stride_problem(size, 32)
+    if problem:
+        raise ValueError(problem)
+    return size
+
+
+TrainSize = Annotated[InputSize, AfterValidator(_stride_32)]
+
+
 class PaddleDetSettings(BaseModel):
     """The `paddledet:` section of a run."""
 
@@ -46,7 +56,7 @@ class PaddleDetSettings(BaseModel):
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="ppdet config keys set verbatim (nested mapping)."
     )
-    train_sizes: list[InputSize] | None = Field(
+    train_sizes: list[TrainSize] | None = Field(
         None,
         min_length=1,
         description="Multi-scale training sizes, one drawn per batch; default: the model config's.",
@@ -76,12 +86,9 @@ def _tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
 _TolerantLoader.add_multi_constructor("!", _tagged)
 
 
-def model_config_path(settings: PaddleDetSettings) -> Path:
-    return data_path(model_configs_dir(NAME)) / settings.config
-
-
-def read_model_config(settings: PaddleDetSettings) -> dict[str, Any]:
-    return _read_model_config(model_config_path(settings))
+def read_model_config(run: Run) -> dict[str, Any]:
+    path = run.model_config(run.settings.config)
+    return _read_model_config(path) if path else {}
 
 
 @cache
@@ -168,6 +175,7 @@ def sized_readers(
 class PaddleDetAdapter:
     name: ClassVar[str] = NAME
     family: ClassVar[str] = "paddle"
+    input_stride: ClassVar[int] = 32  # the networks downsample by up to 32
     lr_scales_with_batch: ClassVar[bool] = True
     settings_model: ClassVar[type[BaseModel]] = PaddleDetSettings
     moved_keys: ClassVar[dict[str, str]] = {
@@ -177,7 +185,7 @@ class PaddleDetAdapter:
     # -- render time ----------------------------------------------------------------------------
 
     def check(self, run: Run) -> list[tuple[str, str]]:
-        if not model_config_path(run.settings).is_file():
+        if run.model_config(run.settings.config) is None:
             return [(f"{NAME}.config", f"{run.settings.config} is not in "
                                        f"{model_configs_dir(NAME)}/")]  # fmt: skip
         return []
@@ -185,7 +193,9 @@ class PaddleDetAdapter:
     def framework_config(self, run: Run, layout: Layout) -> dict[str, Any]:
         """The per-run ppdet YAML: our model config in the image, plus this run's numbers."""
         c, settings, dataset = run.config, run.settings, run.dataset
-        model = read_model_config(settings)
+        model = read_model_config(run)
+        found = run.model_config(settings.config)
+        assert found is not None  # check() said so
         root = layout.dataset_dir(dataset)
 
         def voc(anno_path: str) -> dict[str, Any]:
@@ -199,7 +209,7 @@ class PaddleDetAdapter:
             }
 
         cfg: dict[str, Any] = {
-            "_BASE_": [layout.model_config(NAME, settings.config)],
+            "_BASE_": [layout.model_config(NAME, settings.config, found)],
             "epoch": c.epochs,
             "save_dir": self.save_dir(run, layout),
             "num_classes": dataset.num_classes,
@@ -231,7 +241,7 @@ class PaddleDetAdapter:
         )
 
     def schedule(self, run: Run) -> Schedule:
-        model = read_model_config(run.settings)
+        model = read_model_config(run)
         overridden = run.settings.overrides.get("LearningRate") or {}
         lr = overridden.get("schedulers") or (model.get("LearningRate") or {}).get("schedulers")
         warmup = next(

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 from detk8s import podenv, yaml_io
 from detk8s.frameworks.base import Checkpoint, CheckpointRole, Command, Plan, Run, Schedule
 from detk8s.layout import Layout
-from detk8s.paths import data_path, model_configs_dir
+from detk8s.paths import model_configs_dir
 from detk8s.replica import Replica
 from detk8s.results.metrics import Metrics
 from detk8s.weights import parse_weights_source
@@ -89,6 +89,7 @@ class UltralyticsSettings(BaseModel):
 class UltralyticsAdapter:
     name: ClassVar[str] = NAME
     family: ClassVar[str] = "pytorch"
+    input_stride: ClassVar[int] = 32  # the networks downsample by up to 32
     lr_scales_with_batch: ClassVar[bool] = False
     settings_model: ClassVar[type[BaseModel]] = UltralyticsSettings
     moved_keys: ClassVar[dict[str, str]] = {}
@@ -96,16 +97,14 @@ class UltralyticsAdapter:
     # -- render time ----------------------------------------------------------------------------
 
     def check(self, run: Run) -> list[tuple[str, str]]:
-        if not self._hyp_path(run).is_file():
+        if run.model_config(run.settings.hyp) is None:
             return [(f"{NAME}.hyp", f"{run.settings.hyp} is not in {model_configs_dir(NAME)}/")]
         return []
 
-    def _hyp_path(self, run: Run) -> Path:
-        return data_path(model_configs_dir(NAME)) / run.settings.hyp
-
     def recipe(self, run: Run) -> dict[str, Any]:
         """The hyper-parameter file the run names, as it is."""
-        hyp: dict[str, Any] = yaml_io.load(self._hyp_path(run).read_text(encoding="utf-8")) or {}
+        path = run.model_config(run.settings.hyp)
+        hyp: dict[str, Any] = (yaml_io.load(path.read_text(encoding="utf-8")) if path else {}) or {}
         return hyp
 
     def hyp(self, run: Run) -> dict[str, Any]:

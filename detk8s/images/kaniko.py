@@ -8,12 +8,13 @@ import base64
 import gzip
 import io
 import tarfile
+import tempfile
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detk8s import yaml_io
-from detk8s.build.context import DockerIgnore, context_files, copy_sources
-from detk8s.build.images import ImageBuild
 from detk8s.errors import DetkError
+from detk8s.images.image import ImageBuild
 from detk8s.labels import MANAGED_BY_LABEL
 
 if TYPE_CHECKING:
@@ -36,43 +37,33 @@ def job_name(image: ImageBuild) -> str:
     return f"build-{image.name.lower().replace('_', '-')}-{image.tag[:12]}"
 
 
-def dockerfile_in_context(image: ImageBuild) -> str:
-    """Where the Dockerfile sits in the tarball: its own path if inside the context."""
-    try:
-        return image.dockerfile.resolve().relative_to(image.context.resolve()).as_posix()
-    except ValueError:
-        return "Dockerfile.detk8s"
-
-
 def context_tarball(image: ImageBuild) -> bytes:
     """A reproducible tar.gz: sorted names, no owners, mtime 0 (same inputs, same bytes)."""
-    context = image.context.resolve()
-    text = image.dockerfile.read_text(encoding="utf-8")
-    files = context_files(context, copy_sources(text), DockerIgnore.of(context))
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        members = {
-            dockerfile_in_context(image): image.dockerfile,
-            **{f: context / f for f in files},
-        }
-        for name in sorted(members):
-            info = tar.gettarinfo(str(members[name]), arcname=name)
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = 0
-            if info.isfile():
-                with open(members[name], "rb") as f:
-                    tar.addfile(info, f)
-            else:
-                tar.addfile(info)
+    with tempfile.TemporaryDirectory(prefix="detk8s-context-") as scratch:
+        context = image.context_dir(Path(scratch)).resolve()
+        members = {image.dockerfile_in_context: image.dockerfile}
+        members |= {rel: context / rel for rel in image.files}
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            for name in sorted(members):
+                info = tar.gettarinfo(str(members[name]), arcname=name)
+                info.uid = info.gid = 0
+                info.uname = info.gname = ""
+                info.mtime = 0
+                if info.isfile():
+                    with open(members[name], "rb") as f:
+                        tar.addfile(info, f)
+                else:
+                    tar.addfile(info)
     return gzip.compress(raw.getvalue(), mtime=0)
 
 
 def kaniko_args(image: ImageBuild) -> list[str]:
     args = [
         f"--context=tar://{CONTEXT_DIR}/{CONTEXT_FILE}",
-        f"--dockerfile={dockerfile_in_context(image)}",
+        f"--dockerfile={image.dockerfile_in_context}",
         f"--destination={image.ref}",
+        *([f"--target={image.target}"] if image.target else []),
         *(f"--build-arg={k}={v}" for k, v in sorted(image.build_args.items())),
         "--cache=true",  # layers cached in <repository>/cache: unchanged layers are not rebuilt
         "--snapshot-mode=redo",

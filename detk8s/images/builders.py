@@ -10,10 +10,11 @@ import subprocess
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from detk8s.build.images import ImageBuild
 from detk8s.config.schema import SECRET_LIKE
 from detk8s.errors import DetkError
+from detk8s.images.image import ImageBuild
 
 BUILDERS = ("docker", "podman")
 TAIL_LINES = 25
@@ -35,8 +36,11 @@ class Builder:
     name: str  # docker, buildx or podman
     exe: str  # the command, found on PATH
 
-    def build_cmd(self, image: ImageBuild) -> list[str]:
+    def build_cmd(self, image: ImageBuild, context: Path) -> list[str]:
+        """The build of `image` from `context` (image.context_dir)."""
         args = [f"--build-arg={k}={v}" for k, v in sorted(image.build_args.items())]
+        if image.target:
+            args.append(f"--target={image.target}")
         if self.name == "podman":
             # --layers: reuse podman's layer cache between builds (rootful podman's default).
             head = [self.exe, "build", "--layers"]
@@ -44,7 +48,10 @@ class Builder:
             head = [self.exe, "buildx", "build", "--progress=plain", "--load"]
         else:
             head = [self.exe, "build"]
-        return [*head, "-f", str(image.dockerfile), *args, "-t", image.ref, str(image.context)]
+        dockerfile = context / image.dockerfile_in_context
+        if image.context is not None and not dockerfile.is_file():  # outside its own context
+            dockerfile = image.dockerfile
+        return [*head, "-f", str(dockerfile), *args, "-t", image.ref, str(context)]
 
     def push_cmd(self, ref: str) -> list[str]:
         return [self.exe, "push", ref]
@@ -61,6 +68,14 @@ def detect(choice: str = "auto") -> Builder:
     """`docker` (buildx when its plugin is there) when its daemon answers, else `podman`."""
     if choice not in ("auto", *BUILDERS):
         raise BuildError(f"unknown builder {choice!r} (known: auto, {', '.join(BUILDERS)})")
+    return _find(choice)
+
+
+class NoBuilder(BuildError):
+    pass
+
+
+def _find(choice: str) -> Builder:
     problems = []
     for name in BUILDERS if choice == "auto" else (choice,):
         if shutil.which(name) is None:
@@ -75,7 +90,7 @@ def detect(choice: str = "auto") -> Builder:
         buildx = _probe([name, "buildx", "version"]) is None
         return Builder("buildx" if buildx else "docker", name)
     hint = "; install docker or podman, or build in the cluster with --in-cluster"
-    raise BuildError("no image builder: " + "; ".join(problems) + hint)
+    raise NoBuilder("no image builder: " + "; ".join(problems) + hint)
 
 
 def _probe(cmd: list[str]) -> str | None:

@@ -22,7 +22,7 @@ from detk8s.errors import DetkError
 
 TAG_LENGTH = 16
 # Bump when what the hash covers changes, so old and new tags never collide.
-HASH_SCHEME = b"detk8s-image-tag/1"
+HASH_SCHEME = b"detk8s-image-tag/2"
 IGNORE_FILE = ".dockerignore"
 WILDCARDS = re.compile(r"[*?\[]")
 RACY_NS = 2_000_000_000
@@ -226,23 +226,34 @@ def _walk(context: Path, rel_dir: str, ignore: DockerIgnore, out: set[str]) -> N
             out.add(rel)
 
 
-def content_hash(context: Path, dockerfile: Path, build_args: Mapping[str, str]) -> str:
-    """The tag: a hash of the Dockerfile, the build args and the files the image copies."""
-    context = context.resolve()
-    try:
-        text = dockerfile.read_bytes()
-    except OSError as e:
-        raise ContextError(f"cannot read {dockerfile}: {e.strerror}") from None
-    if not context.is_dir():
-        raise ContextError(f"build context {context} is not a directory")
+def content_hash(
+    dockerfile: bytes, build_args: Mapping[str, str], target: str | None, files: Mapping[str, bytes]
+) -> str:
+    """The tag: a hash of the Dockerfile, the build args, the target and the digest of every
+    file the image copies, by its path in the context."""
     h = hashlib.sha256(HASH_SCHEME)
-    h.update(b"\0dockerfile\0%d\0" % len(text) + text)
+    h.update(b"\0dockerfile\0%d\0" % len(dockerfile) + dockerfile)
     for key, value in sorted(build_args.items()):
         h.update(f"\0arg\0{key}\0{value}".encode())
-    ignore = DockerIgnore.of(context)
-    for rel in context_files(context, copy_sources(text.decode("utf-8", "replace")), ignore):
-        h.update(f"\0file\0{rel}\0".encode() + _file_digest(context / rel))
+    if target:
+        h.update(f"\0target\0{target}".encode())
+    for rel, digest in sorted(files.items()):
+        h.update(f"\0file\0{rel}\0".encode() + digest)
     return h.hexdigest()[:TAG_LENGTH]
+
+
+def directory_files(context: Path, dockerfile_text: str) -> dict[str, Path]:
+    """The files of a directory context the Dockerfile copies, by context path."""
+    context = context.resolve()
+    if not context.is_dir():
+        raise ContextError(f"build context {context} is not a directory")
+    ignore = DockerIgnore.of(context)
+    return {rel: context / rel for rel in context_files(context, copy_sources(dockerfile_text),
+                                                        ignore)}  # fmt: skip
+
+
+def file_digest(path: Path) -> bytes:
+    return _file_digest(path)
 
 
 def _file_digest(path: Path) -> bytes:
