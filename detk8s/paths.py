@@ -36,6 +36,9 @@ def config_search_path(project_root: Path) -> tuple[Path, ...]:
 
 PROJECT_FILE = "detk8s.yaml"
 
+# The training image's user and group (the Dockerfile's USER): pods run as them, never as root.
+IMAGE_UID = IMAGE_GID = 10001
+
 
 def user_cache_dir() -> Path:
     """detk8s's cache on this machine ($XDG_CACHE_HOME/detk8s): safe to delete at any time."""

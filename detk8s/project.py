@@ -18,6 +18,7 @@ from detk8s.config.scaling import check_linear_scaling
 from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
 from detk8s.errors import ConfigError, ConfigErrors, UsageError
 from detk8s.frameworks import SectionErrors, check_run, get_adapter, settings_for
+from detk8s.names import job_name
 from detk8s.paths import PROJECT_FILE, config_search_path
 from detk8s.util import natural_key
 from detk8s.yaml_io import read_mapping
@@ -42,6 +43,8 @@ class LoadedRun:
     file: Path
     project_root: Path  # relative paths in detk8s.yaml (image contexts) are relative to it
     warnings: list[ConfigError] = field(default_factory=list)
+    project_file: Path | None = None  # where errors about project settings point
+    dataset_file: Path | None = None  # where errors about the dataset point
 
     @property
     def name(self) -> str:
@@ -57,10 +60,17 @@ class LoadedRun:
 def find_project(start: Path | None = None) -> Path:
     """The project file: $DETK8S_PROJECT, else detk8s.yaml in the working dir or a parent."""
     env = os.environ.get("DETK8S_PROJECT")
-    if env:
-        path = Path(env)
-        return path / PROJECT_FILE if path.is_dir() else path
-    here = (start or Path.cwd()).resolve()
+    if env and start is None:
+        start = Path(env)
+    if start is not None and not start.is_dir():  # a project file named outright
+        if not start.is_file():
+            raise UsageError(f"--project {start}: no such file or directory")
+        return start
+    if start is not None:
+        if not (start / PROJECT_FILE).is_file():
+            raise UsageError(f"--project {start}: no {PROJECT_FILE} in it")
+        return start / PROJECT_FILE
+    here = Path.cwd().resolve()
     for d in (here, *here.parents):
         if (d / PROJECT_FILE).is_file():
             return d / PROJECT_FILE
@@ -75,7 +85,8 @@ class Project:
         self.file = file
         self.root = file.parent
         self._datasets: dict[str, DatasetConfig] = {}
-        raw = read_mapping(file)
+        self._dataset_files: dict[str, Path] = {}
+        raw = read_mapping(file, empty_ok=True)
         try:
             self.settings = ProjectConfig.model_validate(raw)
         except ValidationError as e:
@@ -98,8 +109,15 @@ class Project:
     def run_files(self) -> dict[str, Path]:
         if not self.runs_dir.is_dir():
             raise ConfigError(self.file, "runs_dir", f"{self.runs_dir} is not a directory")
-        files = (p for p in self.runs_dir.iterdir() if p.suffix in YAML_SUFFIXES)
-        return {p.stem: p for p in sorted(files, key=lambda p: natural_key(p.stem))}
+        files = sorted((p for p in self.runs_dir.iterdir() if p.suffix in YAML_SUFFIXES),
+                       key=lambda p: (natural_key(p.stem), p.suffix))  # fmt: skip
+        by_job: dict[str, Path] = {}
+        for file in files:  # the job name is the cluster's key: two runs cannot share one
+            other = by_job.setdefault(job_name(file.stem), file)
+            if other != file:
+                raise ConfigError(file, None, f"both it and {other.name} would be job "
+                                              f"{job_name(file.stem)!r}: rename one")  # fmt: skip
+        return {p.stem: p for p in files}
 
     def select(self, patterns: list[str], all_runs: bool = False) -> list[str]:
         """Run names matching names or glob patterns (Y*), in config order, each once."""
@@ -147,7 +165,7 @@ class Project:
     def load_run(self, name: str) -> LoadedRun:
         """A validated run, or ConfigErrors listing every problem found in it."""
         file = self.run_files[name]
-        merged, bases = load_layered(file)
+        merged, bases = load_layered(file, self.root)
         if "name" in merged.data:
             raise ConfigError(
                 merged.origin_of(("name",), file), "name", "is the file name; remove it"
@@ -170,7 +188,8 @@ class Project:
         except ValidationError as e:
             raise ConfigErrors(config_errors(e, full, file, (config.framework,))) from None
         dataset = self.load_dataset(config.dataset, full.origin_of(("dataset",), file))
-        loaded = LoadedRun(config, settings, dataset, file, self.root)
+        dataset_file = self._dataset_files.get(dataset.name)
+        loaded = LoadedRun(config, settings, dataset, file, self.root, [], self.file, dataset_file)
         adapter = get_adapter(config.framework)
         problems = check_run(loaded.run)
         if problems:
@@ -181,7 +200,9 @@ class Project:
         warnings = []
         if adapter.lr_scales_with_batch:
             warnings = [w for w in [check_linear_scaling(config, full, base_full)] if w]
-        return LoadedRun(config, settings, dataset, file, self.root, warnings)
+        return LoadedRun(
+            config, settings, dataset, file, self.root, warnings, self.file, dataset_file
+        )
 
     def load_dataset(self, name: str, referrer: Path) -> DatasetConfig:
         if name in self._datasets:
@@ -201,7 +222,7 @@ class Project:
                 "dataset",
                 f"no dataset {name!r} in {self.datasets_dir.name}/ (known: {known})",
             )
-        merged, _ = load_layered(file)
+        merged, _ = load_layered(file, self.root)
         merged.data["name"] = name
         if isinstance(merged.data.get("source"), str):
             merged.data["source"] = self.local_path(merged.data["source"])
@@ -210,6 +231,7 @@ class Project:
         except ValidationError as e:
             raise ConfigErrors(config_errors(e, merged, file)) from None
         self._datasets[name] = dataset
+        self._dataset_files[name] = file
         return dataset
 
     def load_runs(self, names: list[str]) -> tuple[list[LoadedRun], list[ConfigError]]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from detk8s.config.schema import RunPolicy, SecretRef
 from detk8s.names import config_map_name
+from detk8s.paths import IMAGE_GID, IMAGE_UID
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,9 @@ class JobSpec:
     tolerations: list[dict[str, str]] = field(default_factory=list)
     priority_class: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    run_as_user: int = IMAGE_UID
+    run_as_group: int = IMAGE_GID
+    service_account: str | None = None  # its token is mounted only when one is named
 
     @property
     def config_map(self) -> str:

@@ -7,6 +7,17 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from detk8s.errors import EXIT_USAGE, DetkError
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file: mkstemp's 0600 is not it
+
 
 def replace_atomically(path: Path, fill: Callable[[Path], object]) -> None:
     """`fill(tmp)` writes a temp file beside `path`, which then replaces `path` in one rename:
@@ -16,6 +27,7 @@ def replace_atomically(path: Path, fill: Callable[[Path], object]) -> None:
     os.close(fd)
     try:
         fill(Path(tmp))
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -24,6 +36,38 @@ def replace_atomically(path: Path, fill: Callable[[Path], object]) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     replace_atomically(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+class OutputError(DetkError):
+    exit_code = EXIT_USAGE
+
+
+def write_all(files: dict[Path, str | bytes]) -> None:
+    """Write every file or none: each goes to a temp file beside it first, and only when all
+    are written are they renamed into place. A path whose directory is a file is one line."""
+    temps: dict[Path, Path] = {}
+    try:
+        for path, content in files.items():
+            for parent in (path.parent, *path.parent.parents):
+                if parent.exists() and not parent.is_dir():
+                    raise OutputError(f"{parent} is a file, not a directory: cannot write {path}")
+            if path.is_dir():
+                raise OutputError(f"{path} is a directory: cannot write a file there")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                            suffix=".tmp")  # fmt: skip
+                temps[path] = Path(name)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(content.encode() if isinstance(content, str) else content)
+                os.chmod(name, FILE_MODE)
+            except OSError as e:
+                raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+        for path, tmp in temps.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in temps.values():
+            tmp.unlink(missing_ok=True)
 
 
 def natural_key(name: str) -> tuple[str, int, str]:

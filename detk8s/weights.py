@@ -43,6 +43,7 @@ def parse_weights_source(value: str) -> WeightsSource:
         if parsed.username or parsed.password:
             raise ValueError("has credentials in the URL: keep them in a Secret")
         name = PurePosixPath(parsed.path).name
+        name = "" if name in (".", "..") else name
         if parsed.scheme in ("http", "https") and parsed.netloc and name:
             return WeightsSource("url", value)
         if parsed.scheme == "s3" and parsed.netloc and name and not value.endswith("/"):

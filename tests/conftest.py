@@ -4,6 +4,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -62,23 +63,37 @@ from kube.emulator import KubeEmulator, kube_api  # noqa: E402, F401
 NS = "detection"  # the shipped project's namespace
 
 
+# Real S3 servers on loopback (tests/s3/servers.py): moto_s3, ceph_s3, s3_endpoint, s3_bucket.
+from s3.servers import S3Endpoint, ceph_s3, moto_s3, s3_bucket, s3_endpoint  # noqa: E402, F401
+
+
 @pytest.fixture
 def cluster(
     kube_api: KubeEmulator,  # noqa: F811 (the fixture)
+    moto_s3: S3Endpoint,  # noqa: F811 (the fixture)
     project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> KubeEmulator:
-    """The shipped project pointed at the emulator (namespace `detection`) and file storage."""
+    """The shipped project pointed at the emulator (namespace `detection`) and a bucket of
+    moto's S3 server (a pod cannot use this machine's disk); `cluster_store` reads it."""
     import yaml
 
     kube_api.add_namespace(NS)
     monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig")))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_s3.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_s3.secret_key)
+    bucket = moto_s3.new_bucket("cluster")
     cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
-    cfg["storage"] = {"uri": f"file://{tmp_path / 'store'}"}
+    cfg["storage"] = {"uri": f"s3://{bucket}/runs", "endpoint_url": moto_s3.url,
+                      "region": moto_s3.region, "secret": "detk8s-s3"}  # fmt: skip
     (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
     return kube_api
 
 
-# Real S3 servers on loopback (tests/s3/servers.py): moto_s3, ceph_s3, s3_endpoint, s3_bucket.
-from s3.servers import ceph_s3, moto_s3, s3_bucket, s3_endpoint  # noqa: E402, F401
+@pytest.fixture
+def cluster_store(cluster: KubeEmulator, project: Path) -> Any:
+    """The storage of the `cluster` project, as its pods would write to it."""
+    from detk8s.project import Project
+
+    return Project.discover(project).storage()

@@ -41,7 +41,7 @@ def test_render_of_a_bad_run_among_good_writes_nothing(project: Path, cli: Any) 
     assert result.code == 2
     assert (
         result.err.strip()
-        == "error: configs/runs/bad.yml: gpus: input should be greater than 0 (got 0)"
+        == "error: configs/runs/bad.yml: gpus: input should be greater than or equal to 1 (got 0)"
     )
     assert not out.exists() or not any(out.iterdir())
 

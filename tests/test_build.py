@@ -446,7 +446,7 @@ def test_paddle_image_builds_from_the_real_dockerfile(
         # ppdet prints numba warnings on import: the version is the last line.
         assert podman(*run, "python", ref, "-c", check).stdout.split()[-1] == "2.6.2"
         user = podman(*run, "sh", ref, "-c", "id -u; touch /output/x /data/x && echo ok")
-        assert user.stdout.split() == ["1000", "ok"]
+        assert user.stdout.split() == ["10001", "ok"]
         worker = "/opt/detk8s/detk8s/frameworks/paddledet_worker.py"
         ls = podman(*run, "ls", ref, worker, "/opt/detk8s/configs/paddledet")
         assert "picodet_s_320_voc.yml" in ls.stdout

@@ -121,11 +121,9 @@ def test_sweep_with_one_failing_create(cluster: KubeEmulator, cli: Any) -> None:
 
 
 def test_done_runs_are_skipped_unless_forced(
-    cluster: KubeEmulator, tmp_path: Path, cli: Any
+    cluster: KubeEmulator, cluster_store: Any, cli: Any
 ) -> None:
-    done = tmp_path / "store/Y3/DONE"
-    done.parent.mkdir(parents=True)
-    done.write_text("")
+    cluster_store.put("Y3/DONE", b"")
     result = cli("submit", "Y3", "Y4")
     assert result.code == 0
     assert "Y3: skipped paddlejobs/y3 in namespace detection: results already stored" in result.out
@@ -350,3 +348,17 @@ def test_delete(cluster: KubeEmulator, cli: Any) -> None:
     assert names(cluster, KIND) == [] and names(cluster, "configmaps") == []
     gone = cli("delete", "Y4")
     assert gone.code == 0 and gone.err.strip() == "Y4: no job y4 in namespace detection"
+
+
+def test_status_shows_every_row_when_one_cannot_be_read(cluster: KubeEmulator, cli: Any) -> None:
+    """One job's pods cannot be listed: its row says why, the other rows still show."""
+    assert cli("submit", "Y4", "L1").code == 0
+    cluster.set_job_condition(KIND, NS, "l1", "Running")
+    cluster.add_pod(NS, "l1", "worker", 0, node="gpu-7")
+    cluster.fail(403, times=1, method="GET", path=f"/namespaces/{NS}/pods$",
+                 message="pods is forbidden: cannot list")  # fmt: skip
+    result = cli("status")
+    assert result.code == 0, result.err
+    text = " ".join(result.out.replace("│", " ").split())
+    assert text.count("cannot read:") == 1 and "forbidden" in text
+    assert "paddlejobs/l1" in text and "paddlejobs/y4" in text

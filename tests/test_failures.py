@@ -14,8 +14,8 @@ from kube.emulator import KubeEmulator
 from kube.operator import BACKOFF, DEADLINE, Operator
 from test_cluster import wait_until
 
+from detk8s.project import Project
 from detk8s.runner.logsync import LogSync
-from detk8s.storage import open_storage
 
 NS = "detection"
 
@@ -35,7 +35,7 @@ def store_log(project: Path, tmp_path: Path, run: str, replica: str, text: str) 
     """What `detk8s exec` in the pod does while it trains: its log into the run's storage."""
     log = tmp_path / f"{run}-{replica}.log"
     log.write_text(text)
-    LogSync(open_storage(f"file://{tmp_path / 'store'}"), run, replica, log).flush()
+    LogSync(Project.discover(project).storage(), run, replica, log).flush()
 
 
 def test_crash_loop_past_the_backoff_limit(

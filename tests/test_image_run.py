@@ -119,6 +119,39 @@ def pod_env(job: dict[str, Any], index: int, project: ImageProject) -> dict[str,
     return env
 
 
+def as_the_kubelet_runs_it(pod: dict[str, Any], scratch: Path) -> list[str]:
+    """`podman run` options for what the pod spec asks of the kubelet: its user and group,
+    read-only root, dropped capabilities, no privilege escalation, and its emptyDir volumes: a
+    directory each under `scratch`, group-owned by fsGroup as the kubelet makes them, and
+    /dev/shm in memory."""
+    (container,) = pod["containers"]
+    sc = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+    assert sc["runAsNonRoot"] is True and sc["runAsUser"] != 0
+    group = pod["securityContext"]["fsGroup"]
+    args = ["--user", f"{sc['runAsUser']}:{sc['runAsGroup']}", "--group-add", str(group)]
+    if sc.get("readOnlyRootFilesystem"):
+        args += ["--read-only", "--read-only-tmpfs=false"]  # no tmpfs the pod would not have
+    if "ALL" in sc.get("capabilities", {}).get("drop", []):
+        args += ["--cap-drop", "ALL"]
+    if sc.get("allowPrivilegeEscalation") is False:
+        args += ["--security-opt", "no-new-privileges"]
+    empty_dirs = {v["name"]: v["emptyDir"] for v in pod["volumes"] if "emptyDir" in v}
+    for mount in container["volumeMounts"]:
+        volume = empty_dirs.get(mount["name"])
+        if volume is None:
+            continue
+        if volume.get("medium") == "Memory":
+            size = volume.get("sizeLimit", "64Mi").replace("Gi", "g").replace("Mi", "m")
+            args += ["--shm-size", size]
+            continue
+        directory = scratch / f"{pod['containers'][0]['name']}-{mount['name']}"
+        directory.mkdir(parents=True, exist_ok=True)
+        os.chown(directory, 0, group)
+        directory.chmod(0o2775)
+        args += ["--volume", f"{directory}:{mount['mountPath']}"]
+    return args
+
+
 def container_run(
     project: ImageProject, files: dict[str, str], job: dict[str, Any], index: int,
     command: list[str], host_aliases: dict[str, str] | None = None,
@@ -139,9 +172,12 @@ def container_run(
     hostname = f"{job['metadata']['name']}-worker-{index}"  # the operator's pod name
     hosts = {hostname: "127.0.0.1", **(host_aliases or {})}
     aliases = [f"--add-host={h}:{ip}" for h, ip in hosts.items()]
+    pod = worker(job)["template"]["spec"]
     return [
         "run", "--rm", "--network", "host", "--hostname", hostname, *aliases,
-        "--volume", f"{config_dir}:/etc/detk8s:ro", *args, project.image, *command[2:],
+        *as_the_kubelet_runs_it(pod, config_dir.parent / f"pod-{hostname}"),
+        "--volume", f"{config_dir}:/etc/detk8s:ro", *args,
+        project.image, *command[2:],
     ]  # fmt: skip
 
 
@@ -179,8 +215,7 @@ def test_two_nodes_rendezvous_and_only_rank0_stores(image_project: ImageProject)
     process per node."""
     run = "tiny-2n"
     (image_project.root / "runs" / f"{run}.yml").write_text(
-        (image_project.root / "runs/tiny-picodet.yml").read_text()
-        + "nodes: 2\nlr: 0.01\n"  # linear scaling: twice the total batch
+        "_BASE_: tiny-picodet.yml\nnodes: 2\nlr: 0.01\n"  # linear scaling: twice the batch
     )
     files, job = image_project.render(run)
     assert worker(job)["replicas"] == 2

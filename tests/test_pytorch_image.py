@@ -16,7 +16,7 @@ import pytest
 from k8s_schema import replica_specs
 from s3.servers import S3Endpoint
 from test_build import CI_BASE, podman, podman_env  # noqa: F401 (fixture)
-from test_image_run import DETK8S, built_image, image_project_with
+from test_image_run import DETK8S, as_the_kubelet_runs_it, built_image, image_project_with
 from test_ultralytics import operator_env
 
 # No trainer checkouts (GitHub is out of reach); torch and yolov5 from PyPI as the image pins.
@@ -40,7 +40,7 @@ def test_the_pytorch_image_has_the_trainers_stack(pytorch_image: str) -> None:
         "2.14.1+cu130", "7.0.14"
     ]  # fmt: skip
     user = podman(*run, "sh", pytorch_image, "-c", "id -u; ls /opt/trainers 2>&1 | wc -l")
-    assert user.stdout.split() == ["1000", "1"]  # no checkouts: `ls` says so in one line
+    assert user.stdout.split() == ["10001", "1"]  # no checkouts: `ls` says so in one line
     worker = "/opt/detk8s/detk8s/frameworks/ssd_eval.py"
     assert podman(*run, "ls", pytorch_image, worker).returncode == 0
 
@@ -53,7 +53,8 @@ def test_the_pytorch_image_trains_a_rendered_job_into_s3(
     run = "tiny-yolov5"
     files, job = project.render(run)
     assert job["kind"] == "PyTorchJob"
-    container: dict[str, Any] = replica_specs(job)["Master"]["template"]["spec"]["containers"][0]
+    pod: dict[str, Any] = replica_specs(job)["Master"]["template"]["spec"]
+    container = pod["containers"][0]
     assert container["image"] == pytorch_image and container["command"][:2] == ["detk8s", "exec"]
     config_dir = tmp_path / "etc-detk8s"
     config_dir.mkdir()
@@ -65,8 +66,9 @@ def test_the_pytorch_image_trains_a_rendered_job_into_s3(
     args = [a for k, v in env.items() for a in ("--env", f"{k}={v}")]
     result = podman(
         "run", "--rm", "--network", "host", "--hostname", f"{job['metadata']['name']}-master-0",
-        "--volume", f"{config_dir}:/etc/detk8s:ro", *args, pytorch_image,
-        *container["command"][2:], check=False,
+        *as_the_kubelet_runs_it(pod, tmp_path / "pod"),
+        "--volume", f"{config_dir}:/etc/detk8s:ro", *args,
+        pytorch_image, *container["command"][2:], check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert f"[detk8s] {run} done: mAP(0.50) " in result.stdout

@@ -280,7 +280,11 @@ def test_no_value_is_expanded_by_the_kubelet(project: Path, cli: Any) -> None:
     (project / "configs/runs/X4.yml").write_text(yaml.safe_dump({
         "_BASE_": "L1.yml", "model": hostile[0], "extra_args": hostile,
         "env": {f"V{i}": v for i, v in enumerate(hostile)},
+        "nccl": {"socket_ifname": "$(AWS_SECRET_ACCESS_KEY)"},
     }))  # fmt: skip
+    cfg = yaml.safe_load((project / "detk8s.yaml").read_text())  # project values reach env too
+    cfg["storage"].update(endpoint_url="http://s3.local/$(AWS_SECRET_ACCESS_KEY)")
+    (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
     cm, job = render(cli, "X4")
     started = container_as_started(container(job), {"AWS_SECRET_ACCESS_KEY": "hunter2"})
     assert "hunter2" not in json.dumps(started["command"]) + json.dumps(
@@ -288,6 +292,8 @@ def test_no_value_is_expanded_by_the_kubelet(project: Path, cli: Any) -> None:
     )
     assert [started["env"][f"V{i}"] for i in range(len(hostile))] == hostile
     assert started["env"]["DETK8S_STORAGE"] == "s3://detk8s/runs"
+    assert started["env"]["NCCL_SOCKET_IFNAME"] == "$(AWS_SECRET_ACCESS_KEY)"
+    assert started["env"]["AWS_ENDPOINT_URL"] == "http://s3.local/$(AWS_SECRET_ACCESS_KEY)"
     assert started["command"] == ["detk8s", "exec", "X4", "--run-file", "/etc/detk8s/run.yaml"]
     # The rest travels in the ConfigMap, which the kubelet does not expand.
     run = yaml.safe_load(cm["data"]["run.yaml"])["run"]

@@ -62,7 +62,7 @@ class LocalBackend:
         """The pid of the run's live exec process, if any."""
         try:
             pid = int((self.run_dir(run) / PID_FILE).read_text().strip())
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):
             return None
         try:
             os.kill(pid, 0)

@@ -271,7 +271,11 @@ def _status_local(proj: Project, wanted: list[str] | None) -> None:
     for col in ("run", "state", "pid", "log"):
         table.add_column(col, overflow="fold")
     for run in wanted or list(proj.run_files):
-        st = local.state(run)
+        try:
+            st = local.state(run)
+        except DetkError as e:  # one run's storage call failed: its row says so
+            table.add_row(run, f"Unknown: {e}", "-", str(local.run_dir(run) / TRAIN_LOG))
+            continue
         if wanted or st.state != "Pending":
             table.add_row(run, st.state, str(st.pid or "-"), str(st.log))
     console().print(table)

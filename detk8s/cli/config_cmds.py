@@ -71,7 +71,7 @@ def render(
 ) -> None:
     """Kubernetes manifests of runs: the ConfigMap with the framework config, then the job."""
     from detk8s.backends.kubernetes.manifests import manifests_for, to_yaml
-    from detk8s.util import write_atomic
+    from detk8s.util import write_all
 
     project, loaded = load_runs(names, all_runs, strict)
     # Everything renders before anything is written: a bad run leaves no half-written output.
@@ -79,10 +79,10 @@ def render(
     if output is None:
         sys.stdout.write("".join(rendered.values()))
         return
-    output.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered.items():
-        write_atomic(output / f"{name}.yaml", text)
-        err(f"wrote {output / f'{name}.yaml'}")
+    files = {output / f"{name}.yaml": text for name, text in rendered.items()}
+    write_all(dict(files))
+    for path in files:
+        err(f"wrote {path}")
 
 
 @app.command()

@@ -90,11 +90,12 @@ def collect(
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
+    from rich.text import Text
 
     from detk8s.results.cache import ResultCache
-    from detk8s.results.collect import COLUMNS, cell, row, write_summary
+    from detk8s.results.collect import COLUMNS, cell, printable, row, write_summary
     from detk8s.results.collect import collect as collect_results
-    from detk8s.util import plain_table, write_atomic
+    from detk8s.util import plain_table, write_all
 
     for path in output or []:
         if path.suffix not in SUMMARY_FORMATS:
@@ -121,7 +122,7 @@ def collect(
     for r, res in zip(rows, results, strict=True):
         line = [cell(c, r[c]) for c in COLUMNS]
         if res.status in ("failed", "invalid") and res.reason:
-            line[1] = f"{res.status}: {res.reason}"
+            line[1] = f"{res.status}: {printable(res.reason)}"
         cells.append(line)
     console = Console()
     if console.is_terminal and len(cells) <= RICH_ROWS:
@@ -129,18 +130,20 @@ def collect(
         for col in COLUMNS:
             table.add_column(col, justify="right" if col in NUMERIC else "left")
         for line in cells:
-            table.add_row(*line)
+            table.add_row(*(Text(v) for v in line))  # stored text is not rich markup
         console.print(table)
     else:
         sys.stdout.write(plain_table(list(COLUMNS), cells))
-    for path in output or []:
-        write_atomic(path, write_summary(rows, SUMMARY_FORMATS[path.suffix]))
-        err(f"wrote {path}")
+    files: dict[Path, str | bytes] = {
+        path: write_summary(rows, SUMMARY_FORMATS[path.suffix]) for path in output or []
+    }
     if plot is not None:
         from detk8s.results.plot import plot_map
 
-        plot_map(rows, plot)
-        err(f"wrote {plot}")
+        files[plot] = plot_map(rows)
+    write_all(files)  # every output or none
+    for path in files:
+        err(f"wrote {path}")
 
 
 def _fill_from_configs(proj: Project, results: list[RunResult]) -> None:

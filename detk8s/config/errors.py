@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from detk8s.config.layered import Layered
+from detk8s.credentials import credential_kind, credential_name
 from detk8s.errors import ConfigError
 
 
@@ -17,7 +18,7 @@ def config_errors(
     """One error per problem; `prefix` is where the validated mapping sits in the file."""
     out = []
     for err in exc.errors(include_url=False):
-        loc = prefix + tuple(str(p) for p in err["loc"])
+        loc = prefix + tuple(str(p) for p in err["loc"] if p != "[key]")
         # Missing keys belong to the file being loaded; anything else to the file that set it.
         origin = file if err["type"] == "missing" else layered.origin_of(loc, file)
         out.append(ConfigError(origin, ".".join(loc) or None, _message(err)))
@@ -31,13 +32,23 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return "required key is missing"
     msg: str = err["msg"].removeprefix("Value error, ")
-    if msg[:2].istitle():  # "Input should ..." reads as "gpus: input should ..."
+    if msg[:1].isupper() and msg[1:2].islower():  # "Input should" reads "gpus: input should"
         msg = msg[0].lower() + msg[1:]
     if kind != "value_error":
-        msg += f" (got {_short(err.get('input'))})"
+        msg += f" (got {_shown(err['loc'], err.get('input'))})"
     return msg
 
 
-def _short(value: Any) -> str:
+# Where a value may be a credential: never echoed, not even its start.
+_SECRET_HOMES = {"env", "secret_env", "build_args", "extra_args"}
+
+
+def _shown(loc: tuple[Any, ...], value: Any) -> str:
     text = repr(value)
+    if (
+        _SECRET_HOMES & {str(p) for p in loc}
+        or credential_kind(text)
+        or (loc and credential_name(str(loc[-1])))
+    ):
+        return "a value not shown here"
     return text if len(text) <= 40 else text[:37] + "..."

@@ -7,6 +7,7 @@ it last, so a validation error can name the file a user has to edit.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,28 +68,33 @@ def key_origins(data: dict[str, Any], file: Path, prefix: Key = ()) -> dict[Key,
     return out
 
 
-def load_layered(path: Path) -> tuple[Layered, Layered]:
-    """The file merged over its bases, and its bases alone (for checks that compare the two)."""
-    return _load(path, ())
+MAX_DEPTH = 32  # of _BASE_ chains: deeper is a generated loop, not a config
 
 
-def _load(path: Path, stack: tuple[Path, ...]) -> tuple[Layered, Layered]:
-    path = Path(path)
+def load_layered(path: Path, root: Path | None = None) -> tuple[Layered, Layered]:
+    """The file merged over its bases, and its bases alone (for checks that compare the two).
+    Bases must stay inside `root` (the project), when given."""
+    return _load(Path(path), (), root.resolve() if root else None)
+
+
+def _load(path: Path, stack: tuple[Path, ...], root: Path | None) -> tuple[Layered, Layered]:
+    own = read_mapping(path)  # first: it names an unreadable file (a symlink loop) in one line
     stack = (*stack, path.resolve())
-    own = read_mapping(path)
     bases = Layered()
-    for base in _base_paths(path, own.pop(BASE_KEY, None)):
+    for base in _base_paths(path, own.pop(BASE_KEY, None), root):
         if base.resolve() in stack:  # the file that closes the loop is the one to fix
             chain = " -> ".join(p.name for p in (*stack, base.resolve()))
             raise ConfigError(path, BASE_KEY, f"inheritance cycle: {chain}")
-        full, _ = _load(base, stack)
+        if len(stack) >= MAX_DEPTH:
+            raise ConfigError(path, BASE_KEY, f"more than {MAX_DEPTH} levels of bases")
+        full, _ = _load(base, stack, root)
         bases.overlay(full)
     merged = Layered(_copy(bases.data), dict(bases.origin))
     merged.merge(own, key_origins(own, path))
     return merged, bases
 
 
-def _base_paths(path: Path, spec: Any) -> list[Path]:
+def _base_paths(path: Path, spec: Any, root: Path | None) -> list[Path]:
     if spec is None:
         return []
     items = [spec] if isinstance(spec, str) else spec
@@ -96,8 +102,20 @@ def _base_paths(path: Path, spec: Any) -> list[Path]:
         raise ConfigError(path, BASE_KEY, "must be a path or a list of paths")
     out = []
     for item in items:
+        if Path(item).is_absolute():
+            raise ConfigError(path, BASE_KEY, f"{item}: must be relative to this file")
         base = path.parent / item
-        if not base.is_file():
+        if root is not None and not _inside(base, root):
+            raise ConfigError(path, BASE_KEY, f"{item}: leaves the project ({root})")
+        if not os.path.lexists(base):
             raise ConfigError(path, BASE_KEY, f"{item} does not exist")
         out.append(base)
     return out
+
+
+def _inside(path: Path, root: Path) -> bool:
+    try:
+        Path(os.path.normpath(path.absolute())).relative_to(root)
+    except ValueError:
+        return False
+    return True

@@ -6,31 +6,78 @@ section of detk8s.yaml, and a run (or a base it inherits) changes them for itsel
 
 from __future__ import annotations
 
-import re
 from fractions import Fraction
+from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
-    PositiveInt,
     field_validator,
     model_validator,
 )
 
 from detk8s import podenv
+from detk8s.credentials import credential_kind, credential_setting, url_has_credentials
 from detk8s.datasets.source import DataSource, parse_source
+from detk8s.kube_values import (
+    DnsLabel,
+    DnsSubdomain,
+    ImageReference,
+    ImageRepository,
+    LabelKey,
+    LabelValue,
+    Quantity,
+    SecretKey,
+)
 from detk8s.names import RUN_NAME, RUN_NAME_RULE, job_name
+from detk8s.paths import IMAGE_GID, IMAGE_UID
 from detk8s.weights import parse_weights_source
 
-# A Kubernetes resource quantity (1Gi, 500m, 8).
-QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
-Quantity = Annotated[str, Field(pattern=QUANTITY)]
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-# Plain env values end up in the manifest; anything that smells of a credential must come from
-# a Secret instead.
-SECRET_LIKE = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|CREDENTIAL|PRIVATE_KEY)", re.I)
+EnvName = Annotated[str, Field(pattern=ENV_NAME, max_length=256)]
+
+
+def _env_text(v: Any) -> Any:
+    """A number or boolean as Kubernetes env takes it: a string (`OMP_NUM_THREADS: 4`)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v) if isinstance(v, (int, float)) else v
+
+
+EnvValue = Annotated[str, BeforeValidator(_env_text), Field(max_length=32768)]
+INT32_MAX = 2**31 - 1  # Kubernetes' int32 fields (backoffLimit, ...)
+
+
+def _no_url_credentials(v: str | None) -> str | None:
+    if v is not None and url_has_credentials(v):
+        raise ValueError("has credentials in the URL: keep them in a Secret")
+    return v
+
+
+PlainUrl = Annotated[str, AfterValidator(_no_url_credentials)]
+
+
+def _no_credentials(settings: dict[str, str], why: str) -> dict[str, str]:
+    for name, value in settings.items():
+        kind = credential_setting(name, value)
+        if kind:
+            raise ValueError(f"{name} looks like a credential ({kind}): {why}")
+    return settings
+
+
+def _relative_inside(v: str) -> str:
+    """A path that stays under the directory it is relative to."""
+    parts = PurePosixPath(v).parts
+    if not v or PurePosixPath(v).is_absolute() or ".." in parts:
+        raise ValueError(f"{v!r} must be a relative path inside its directory (no '..')")
+    return v
+
+
+InsidePath = Annotated[str, AfterValidator(_relative_inside)]
 
 
 # Square, in pixels; a framework may require a multiple of its stride (FrameworkAdapter).
@@ -58,22 +105,35 @@ class Resources(Strict):
 
 
 class RunPolicy(Strict):
-    backoff_limit: Annotated[int, Field(ge=0)] = 3
-    ttl_seconds_after_finished: Annotated[int, Field(ge=0)] | None = 7 * 24 * 3600
-    active_deadline_seconds: PositiveInt | None = None
+    backoff_limit: Annotated[int, Field(ge=0, le=1000)] = 3
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = 7 * 24 * 3600
+    active_deadline_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)] | None = None
     clean_pod_policy: Literal["None", "Running", "All"] = "Running"
 
 
 class Toleration(Strict):
-    key: str | None = None
+    key: LabelKey | None = None
     operator: Literal["Exists", "Equal"] = "Exists"
-    value: str | None = None
+    value: LabelValue | None = None
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(None, ge=0, alias="tolerationSeconds")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _as_kubernetes_takes_it(self) -> Toleration:
+        if self.operator == "Exists" and self.value:
+            raise ValueError("operator Exists takes no value: remove it, or use operator Equal")
+        if self.operator == "Equal" and not self.key:
+            raise ValueError("operator Equal needs a key (an empty key with Exists matches all)")
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            raise ValueError("toleration_seconds is for effect NoExecute")
+        return self
 
 
 class SecretRef(Strict):
-    secret: str
-    key: str
+    secret: DnsSubdomain
+    key: SecretKey
 
 
 class RunConfig(Strict):
@@ -90,12 +150,14 @@ class RunConfig(Strict):
         "before training), an absolute path in the image, or a path relative to the dataset.",
     )
     dataset: str = Field(description="A dataset defined in configs/datasets/<name>.yml.")
-    gpus: PositiveInt = Field(description="GPUs per node.")
-    nodes: PositiveInt = Field(1, description="Nodes (pods), each with `gpus` GPUs.")
-    batch_size: PositiveInt = Field(description="Batch size per GPU.")
-    lr: Annotated[float, Field(gt=0, description="Base learning rate.")]
-    epochs: PositiveInt = Field(description="Epochs to train.")
-    image: str = Field(
+    gpus: Annotated[int, Field(ge=1, le=64)] = Field(description="GPUs per node.")
+    nodes: Annotated[int, Field(ge=1, le=1024)] = Field(
+        1, description="Nodes (pods), each with `gpus` GPUs."
+    )
+    batch_size: Annotated[int, Field(ge=1, le=65536)] = Field(description="Batch size per GPU.")
+    lr: Annotated[float, Field(gt=0, le=100, description="Base learning rate.")]
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = Field(description="Epochs to train.")
+    image: ImageReference = Field(
         description="Training image; `auto` means the project's image of the framework's family."
     )
     input_size: InputSize | None = Field(
@@ -106,24 +168,35 @@ class RunConfig(Strict):
         description="Evaluate on the val list while training and keep the best weights; the "
         "result is the best weights' mAP.",
     )
-    extra_args: list[str] = Field(
+    extra_args: list[Annotated[str, Field(max_length=4096)]] = Field(
         default_factory=list,
         description="Arguments for the trainer's own command line, placed where it takes them.",
     )
-    env: dict[Annotated[str, Field(pattern=ENV_NAME)], str] = Field(
+    env: dict[EnvName, EnvValue] = Field(
         default_factory=dict, description="Plain env for the training container."
     )
-    secret_env: dict[Annotated[str, Field(pattern=ENV_NAME)], SecretRef] = Field(
+    secret_env: dict[EnvName, SecretRef] = Field(
         default_factory=dict, description="Env from Kubernetes Secrets: NAME: {secret, key}."
     )
     resources: Resources = Resources()
     shm_size: Quantity = Field("16Gi", description="/dev/shm size (a Memory emptyDir).")
     nccl: Nccl = Nccl()
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
-    priority_class: str | None = None
+    priority_class: DnsSubdomain | None = None
+    run_as_user: Annotated[int, Field(ge=1, le=INT32_MAX)] = Field(
+        IMAGE_UID, description="The UID the containers run as (never 0); the image's by default."
+    )
+    run_as_group: Annotated[int, Field(ge=1, le=INT32_MAX)] = Field(
+        IMAGE_GID, description="Their GID, also the owner group of their volumes (fsGroup)."
+    )
+    service_account: DnsSubdomain | None = Field(
+        None,
+        description="Run the pods as this service account, with its token mounted; default: "
+        "none mounted (the trainers need no API access).",
+    )
     restart_policy: Literal["OnFailure", "Never", "ExitCode", "Always"] = "OnFailure"
-    termination_grace_seconds: PositiveInt = Field(
+    termination_grace_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
         120, description="SIGTERM to SIGKILL: time to stop training and store the checkpoint."
     )
     run_policy: RunPolicy = RunPolicy()
@@ -149,9 +222,16 @@ class RunConfig(Strict):
     @field_validator("env")
     @classmethod
     def _no_plain_secrets(cls, v: dict[str, str]) -> dict[str, str]:
-        for name in v:
-            if SECRET_LIKE.search(name):
-                raise ValueError(f"{name} looks like a credential: set it in secret_env instead")
+        return _no_credentials(v, "plain env ends up in the manifest; set it in secret_env instead")
+
+    @field_validator("extra_args")
+    @classmethod
+    def _no_secret_args(cls, v: list[str]) -> list[str]:
+        for i, arg in enumerate(v):
+            kind = credential_kind(arg)
+            if kind:
+                raise ValueError(f"argument {i + 1} looks like a credential ({kind}): pass it "
+                                 "through secret_env")  # fmt: skip
         return v
 
     @field_validator("env", "secret_env")
@@ -183,15 +263,17 @@ class DatasetConfig(Strict):
 
     name: str
     format: Literal["voc"] = "voc"
-    num_classes: PositiveInt
-    source: str = Field(
+    num_classes: Annotated[int, Field(ge=1, le=100_000)]
+    source: PlainUrl = Field(
         description="Where it lives: s3://bucket/path/, pvc://claim/sub/path or file:///path."
     )
-    train_list: str = "train.txt"
-    val_list: str = "val.txt"
-    label_list: str = "label_list.txt"
-    train_images: PositiveInt | None = Field(None, description="Lines in the full train list.")
-    val_images: PositiveInt | None = None
+    train_list: InsidePath = "train.txt"
+    val_list: InsidePath = "val.txt"
+    label_list: InsidePath = "label_list.txt"
+    train_images: Annotated[int, Field(ge=1, le=10**9)] | None = Field(
+        None, description="Lines in the full train list."
+    )
+    val_images: Annotated[int, Field(ge=1, le=10**9)] | None = None
     train_fraction: str | None = Field(
         None, description="Train on the first ceil(N x fraction) lines of train_list, e.g. 1/3."
     )
@@ -237,10 +319,12 @@ class StorageSettings(Strict):
     """Where runs keep results. Credentials never appear here: they come from the environment
     locally and from a Kubernetes Secret in the pod."""
 
-    uri: str = Field("file://output", description="s3://bucket/prefix or file:///path")
-    endpoint_url: str | None = Field(None, description="For MinIO, Ceph RGW and other S3 servers.")
+    uri: PlainUrl = Field("file://output", description="s3://bucket/prefix or file:///path")
+    endpoint_url: PlainUrl | None = Field(
+        None, description="For MinIO, Ceph RGW and other S3 servers."
+    )
     region: str | None = None
-    secret: str | None = Field(
+    secret: DnsSubdomain | None = Field(
         None, description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, for pods."
     )
 
@@ -249,7 +333,7 @@ class ImageConfig(Strict):
     """One image `detk8s build` builds and `image: auto` names, tagged by the hash of its inputs.
     In detk8s.yaml a plain string is the repository alone, with every other field defaulted."""
 
-    repository: str = Field(description="Where it is pushed, without a tag.")
+    repository: ImageRepository = Field(description="Where it is pushed, without a tag.")
     target: str | None = Field(
         None, description="The Dockerfile stage to build: paddle or pytorch for detk8s's own."
     )
@@ -258,11 +342,11 @@ class ImageConfig(Strict):
         description="Your own Dockerfile, relative to `context`; default: detk8s's, built from "
         "a context detk8s assembles (itself as a wheel, the project's model configs).",
     )
-    context: str | None = Field(
+    context: InsidePath | None = Field(
         None, description="With your own Dockerfile: the build context, relative to the project."
     )
     build_args: dict[str, str] = Field(default_factory=dict, description="--build-arg K=V.")
-    registry_secret: str | None = Field(
+    registry_secret: DnsSubdomain | None = Field(
         None,
         description="kubernetes.io/dockerconfigjson Secret that lets an in-cluster (kaniko) "
         "build push to the repository.",
@@ -272,6 +356,12 @@ class ImageConfig(Strict):
     @classmethod
     def _repository_only(cls, v: Any) -> Any:
         return {"repository": v} if isinstance(v, str) else v
+
+    @field_validator("build_args")
+    @classmethod
+    def _no_secret_build_args(cls, v: dict[str, str]) -> dict[str, str]:
+        why = "build args stay in the image's history; give the build secrets another way"
+        return _no_credentials(v, why)
 
     @model_validator(mode="after")
     def _context_needs_dockerfile(self) -> ImageConfig:
@@ -283,9 +373,9 @@ class ImageConfig(Strict):
 class ProjectConfig(Strict):
     """detk8s.yaml: where the configs are, the cluster, the images, and defaults for every run."""
 
-    runs_dir: str = "configs/runs"
-    datasets_dir: str = "configs/datasets"
-    namespace: str | None = Field(None, description="Default: the kubeconfig context's.")
+    runs_dir: InsidePath = "configs/runs"
+    datasets_dir: InsidePath = "configs/datasets"
+    namespace: DnsLabel | None = Field(None, description="Default: the kubeconfig context's.")
     context: str | None = None
     images: dict[str, ImageConfig] = Field(
         default_factory=dict,

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from detk8s.kube_values import dns_subdomain
+
 SCHEMES = ("s3://", "pvc://", "file://")
 
 
@@ -30,9 +32,16 @@ class DataSource:
 def parse_source(uri: str) -> DataSource:
     """The source `uri` names, or ValueError saying what is wrong."""
     if uri.startswith("s3://"):
+        if not uri.removeprefix("s3://").split("/")[0]:
+            raise ValueError("s3:// needs a bucket: s3://BUCKET/path/")
         return DataSource("s3", uri)
     if uri.startswith("pvc://"):
         claim, _, sub_path = uri.removeprefix("pvc://").partition("/")
+        if not claim:
+            raise ValueError("pvc:// needs a claim: pvc://CLAIM[/sub/path]")
+        dns_subdomain(claim)
+        if ".." in sub_path.split("/"):
+            raise ValueError(f"{uri}: the sub path leaves the claim ('..')")
         return DataSource("pvc", uri, claim=claim, sub_path=sub_path.strip("/") or None)
     if uri.startswith("file://"):
         return DataSource("file", uri, path=uri.removeprefix("file://").rstrip("/") or "/")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from detk8s.config.schema import SECRET_LIKE
+from detk8s.credentials import credential_setting
 from detk8s.errors import DetkError
 from detk8s.images.image import ImageBuild
 
@@ -109,8 +109,8 @@ def shown(cmd: Sequence[str]) -> str:
     """A command as a shell line, build args that look like credentials masked."""
     out = []
     for arg in cmd:
-        key, sep, _ = arg.removeprefix("--build-arg=").partition("=")
-        if arg.startswith("--build-arg=") and sep and SECRET_LIKE.search(key):
+        key, sep, value = arg.removeprefix("--build-arg=").partition("=")
+        if arg.startswith("--build-arg=") and sep and credential_setting(key, value):
             arg = f"--build-arg={key}=***"
         out.append(shlex.quote(arg))
     return " ".join(out)

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from detk8s import yaml_io
-from detk8s.errors import DetkError
+from detk8s.credentials import credential_setting
+from detk8s.errors import DetkError, UsageError
 from detk8s.images.image import ImageBuild
 from detk8s.labels import MANAGED_BY_LABEL
 
@@ -59,6 +60,11 @@ def context_tarball(image: ImageBuild) -> bytes:
 
 
 def kaniko_args(image: ImageBuild) -> list[str]:
+    for key, value in image.build_args.items():
+        if credential_setting(key, value):
+            raise UsageError(f"{image.name}: build arg {key} looks like a credential: the Job "
+                              "would carry it in plain text; give the build its secrets another "
+                              "way (kaniko reads a mounted file)")  # fmt: skip
     args = [
         f"--context=tar://{CONTEXT_DIR}/{CONTEXT_FILE}",
         f"--dockerfile={image.dockerfile_in_context}",

@@ -8,7 +8,9 @@ is missing, corrupt or incomplete; the reason is shown).
 
 from __future__ import annotations
 
+import html
 import json
+import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,9 +21,15 @@ from pydantic import ValidationError
 from detk8s.results.cache import ResultCache
 from detk8s.results.record import EvalRecord, FailureRecord
 from detk8s.storage import DONE, EVAL_JSON, FAILED, Storage
+from detk8s.storage.base import StoredObject
 from detk8s.util import natural_key
 
 FETCH_THREADS = 32
+MAX_RECORD_BYTES = 1 << 20  # an eval.json is a few KiB
+# What stored results may not do to a summary: control characters (terminal escapes), a leading
+# character that makes a spreadsheet cell a formula, Markdown/HTML structure.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_FORMULA_START = ("=", "+", "-", "@")
 
 
 @dataclass
@@ -45,13 +53,13 @@ class RunResult:
         return getattr(self, name, None)
 
 
-def _index(storage: Storage) -> dict[str, dict[str, str]]:
-    """run -> {name of each top-level object: its ETag} (checkpoints/... count as one name)."""
-    runs: dict[str, dict[str, str]] = {}
+def _index(storage: Storage) -> dict[str, dict[str, StoredObject]]:
+    """run -> {name of each top-level object: it} (checkpoints/... count as one name)."""
+    runs: dict[str, dict[str, StoredObject]] = {}
     for obj in storage.list(""):
         run, sep, rest = obj.key.partition("/")
         if sep and run and not run.startswith((".", "_")):  # not runs: see detk8s.storage
-            runs.setdefault(run, {})[rest.split("/", 1)[0]] = obj.etag
+            runs.setdefault(run, {})[rest.split("/", 1)[0]] = obj
     return runs
 
 
@@ -74,9 +82,13 @@ class _Fetcher:
         return body
 
 
-def _result(fetch: _Fetcher, run: str, names: dict[str, str]) -> RunResult:
+def _result(fetch: _Fetcher, run: str, names: dict[str, StoredObject]) -> RunResult:
+    for name in (EVAL_JSON, FAILED):  # anyone's objects: read them only when small
+        if name in names and names[name].size > MAX_RECORD_BYTES:
+            size = names[name].size / 1e6
+            return RunResult(run, "invalid", reason=f"{name} is {size:.1f} MB: not a result")
     if DONE in names:
-        raw = fetch.get(f"{run}/{EVAL_JSON}", names[EVAL_JSON]) if EVAL_JSON in names else None
+        raw = fetch.get(f"{run}/{EVAL_JSON}", names[EVAL_JSON].etag) if EVAL_JSON in names else None
         if raw is None:
             return RunResult(run, "invalid", reason="DONE without eval.json")
         try:
@@ -92,7 +104,7 @@ def _result(fetch: _Fetcher, run: str, names: dict[str, str]) -> RunResult:
             return RunResult(run, "invalid", reason=f"eval.json is of run {record.run!r}")
         return RunResult(run, "done", record=record)
     if FAILED in names:
-        raw = fetch.get(f"{run}/{FAILED}", names[FAILED]) or b"{}"
+        raw = fetch.get(f"{run}/{FAILED}", names[FAILED].etag) or b"{}"
         try:
             reason = FailureRecord.model_validate_json(raw).reason
         except ValidationError:
@@ -185,7 +197,24 @@ def cell(name: str, value: Any) -> str:
         return hms(value)
     if name == "lr":
         return f"{value:g}"
-    return str(value)
+    return printable(str(value))
+
+
+def printable(text: str) -> str:
+    """Text from storage with control characters (terminal escapes, newlines) made visible."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def _csv_value(value: Any) -> Any:
+    """Strings that a spreadsheet would run as a formula are kept as text (OWASP's advice)."""
+    if isinstance(value, str):
+        value = printable(value)
+        return f"'{value}" if value.startswith(_FORMULA_START) else value
+    return "" if value is None else value
+
+
+def _md_value(text: str) -> str:
+    return html.escape(text, quote=False).replace("|", "\\|").replace("`", "\\`")
 
 
 def write_summary(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -200,9 +229,9 @@ def write_summary(rows: list[dict[str, Any]], fmt: str) -> str:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        writer.writerows({k: _csv_value(v) for k, v in r.items()} for r in rows)
         return buf.getvalue()
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
-        lines.append("| " + " | ".join(cell(c, r[c]).replace("|", "\\|") for c in columns) + " |")
+        lines.append("| " + " | ".join(_md_value(cell(c, r[c])) for c in columns) + " |")
     return "\n".join(lines) + "\n"

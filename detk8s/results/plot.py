@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Any
 
 from detk8s.errors import UsageError
 
 
-def plot_map(rows: list[dict[str, Any]], path: Path) -> None:
+def plot_map(rows: list[dict[str, Any]]) -> bytes:
+    """The chart as PNG."""
     try:
         import matplotlib
 
@@ -41,6 +42,7 @@ def plot_map(rows: list[dict[str, Any]], path: Path) -> None:
     ax.legend(handles=handles, loc="upper right", fontsize=8)
     ax.set_title("detk8s: mAP per run")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    png = io.BytesIO()
+    fig.savefig(png, format="png")
     plt.close(fig)
+    return png.getvalue()

@@ -21,12 +21,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from detk8s.errors import DetkError
 from detk8s.frameworks.base import Checkpoint, resume_order
 from detk8s.storage import CHECKPOINTS_DIR, Storage
+from detk8s.storage.base import StorageError, local_path
 
 MANIFEST = ".json"
 READ_ATTEMPTS = 3
@@ -106,10 +107,10 @@ class CheckpointSync:
 
     def _local(self, name: str) -> Path:
         """Where a stored file goes; a name that would leave the checkpoint dir is refused."""
-        path = PurePosixPath(name)
-        if path.is_absolute() or ".." in path.parts or not path.parts:
-            raise CheckpointError(f"refusing checkpoint file {name!r}: it leaves {self.local_dir}")
-        return self.local_dir / path
+        try:
+            return local_path(self.local_dir, name)
+        except StorageError as e:
+            raise CheckpointError(f"checkpoint file: {e}") from None
 
     # -- reading --------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from detk8s.config.schema import DatasetConfig
 from detk8s.errors import DetkError
 from detk8s.storage import Storage, open_storage
+from detk8s.storage.base import local_path
 
 SYNC_THREADS = 16
 
@@ -21,12 +22,13 @@ def sync_down(storage: Storage, dest: Path) -> tuple[int, int]:
     """Copy every object of `storage` into `dest`, skipping files already there with the same
     size. Returns (downloaded, skipped)."""
     objects = [obj for obj in storage.list("") if not obj.key.endswith("/")]
+    paths = {obj.key: local_path(dest, obj.key) for obj in objects}  # all checked first
     wanted = [
         obj.key for obj in objects
-        if not ((dest / obj.key).is_file() and (dest / obj.key).stat().st_size == obj.size)
+        if not (paths[obj.key].is_file() and paths[obj.key].stat().st_size == obj.size)
     ]  # fmt: skip
     with ThreadPoolExecutor(SYNC_THREADS) as pool:
-        list(pool.map(lambda key: storage.download(key, dest / key), wanted))
+        list(pool.map(lambda key: storage.download(key, paths[key]), wanted))
     return len(wanted), len(objects) - len(wanted)
 
 

@@ -14,6 +14,15 @@ class StorageError(DetkError):
     """A storage call failed: one line naming the action and the object."""
 
 
+def local_path(dest: Path, key: str) -> Path:
+    """Where object `key` goes under `dest`. Keys are anyone's strings (whoever can write to
+    the bucket): one that would leave `dest` ('..', absolute, NUL) is refused."""
+    parts = key.split("/")
+    if not key or key.startswith("/") or ".." in parts or "\0" in key or "\\" in key:
+        raise StorageError(f"refusing storage key {key!r}: it would leave {dest}")
+    return dest.joinpath(*(p for p in parts if p not in ("", ".")))
+
+
 class StoredObject(NamedTuple):
     key: str  # relative to the storage root
     size: int

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from detk8s.storage.base import DEFAULT_CONNECTION, Connection, StoredObject
+from detk8s.storage.base import DEFAULT_CONNECTION, Connection, StoredObject, local_path
 from detk8s.util import replace_atomically
 
 
@@ -22,7 +22,7 @@ class LocalStorage:
         self.root = Path(parsed.netloc + parsed.path) if parsed.scheme else Path(uri)
 
     def _path(self, key: str) -> Path:
-        return self.root / key
+        return local_path(self.root, key)
 
     def get(self, key: str) -> bytes | None:
         try:

@@ -21,6 +21,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, KINDS, JobKind
 from detk8s.errors import DetkError
+from detk8s.yaml_io import read_mapping
 
 T = TypeVar("T")
 IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
@@ -58,6 +59,10 @@ class Cluster:
         cfg = client.Configuration()
         # Read KUBECONFIG now: the client reads it once, when first imported.
         kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        for file in kubeconfig.split(os.pathsep):  # read as strictly as our own configs first
+            path = Path(file).expanduser()
+            if file and os.path.lexists(path):
+                read_mapping(path)
         try:
             config.load_kube_config(
                 config_file=kubeconfig, context=context, client_configuration=cfg
@@ -68,7 +73,7 @@ class Cluster:
             )
             ctx_name = chosen["name"]
             ctx_namespace = chosen["context"].get("namespace")
-        except (ConfigException, FileNotFoundError, TypeError) as kube_error:
+        except (ConfigException, FileNotFoundError, TypeError, ValueError, KeyError) as kube_error:
             if context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
                 raise ClusterError(f"no usable kubeconfig: {_first_line(kube_error)}") from None
             config.load_incluster_config(client_configuration=cfg)

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 Manifest = dict[str, Any]
 SHM_DIR = "/dev/shm"
+TMP_DIR = "/tmp"
+POD_PATHS = {"config": POD.config_dir, "output": POD.output_dir, "shm": SHM_DIR, "tmp": TMP_DIR}
 
 
 def _json(value: Any) -> str:
@@ -87,7 +89,7 @@ def _render(template: str, job: JobSpec) -> Manifest:
             kind=kind,
             api_version=f"{API_GROUP}/{API_VERSION}",
             gpu_resource=GPU_RESOURCE,
-            paths={"config": POD.config_dir, "output": POD.output_dir, "shm": SHM_DIR},
+            paths=POD_PATHS,
             op_labels={"replica_type": OP_REPLICA_TYPE, "replica_index": OP_REPLICA_INDEX},
             env_names=podenv,
         )

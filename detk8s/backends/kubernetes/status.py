@@ -98,9 +98,22 @@ def job_row(cluster: Cluster, kind: JobKind, job: dict[str, Any]) -> JobRow:
     )
 
 
+def _row_or_error(cluster: Cluster, kind: JobKind, job: dict[str, Any]) -> JobRow:
+    """The job's row; when reading it fails, a row that says so (the others still show)."""
+    try:
+        return job_row(cluster, kind, job)
+    except Exception as e:  # an API error, or a job object not shaped as expected
+        meta = job.get("metadata") or {}
+        name = str(meta.get("name", "?"))
+        run = str((meta.get("labels") or {}).get(RUN_LABEL, name))
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return JobRow(run, f"{kind.plural}/{name}", "Unknown", 0, 0, 0, "?", "-", 0,
+                      f"cannot read: {why}")  # fmt: skip
+
+
 def job_rows(cluster: Cluster, runs: list[str] | None = None) -> list[JobRow]:
     jobs = cluster.list_jobs(f"{MANAGED_BY_LABEL}=detk8s")
-    rows = [job_row(cluster, kind, job) for kind, job in jobs]
+    rows = [_row_or_error(cluster, kind, job) for kind, job in jobs]
     if runs is not None:
         rows = [r for r in rows if r.run in runs]
     return sorted(rows, key=lambda r: r.run)
