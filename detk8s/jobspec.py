@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from detk8s import podenv, yaml_io
-from detk8s.config.schema import ProjectConfig, SecretRef
+from detk8s.config.schema import ProjectConfig, RunConfig, SecretRef
 from detk8s.errors import ConfigError
 from detk8s.frameworks import get_adapter
-from detk8s.labels import FRAMEWORK_LABEL, MANAGED_BY_LABEL, RUN_LABEL
+from detk8s.labels import (
+    FRAMEWORK_LABEL,
+    ISTIO_INJECT_ANNOTATION,
+    MANAGED_BY_LABEL,
+    RUN_LABEL,
+)
 from detk8s.layout import POD, POD_HOME, RUN_FILE, Layout
 from detk8s.project import LoadedRun
-from detk8s.spec import DataVolume, JobSpec
+from detk8s.spec import DataVolume, GangScheduling, JobSpec
 
 AUTO_IMAGE = "auto"
 
@@ -102,6 +107,19 @@ def data_volume(loaded: LoadedRun, layout: Layout) -> DataVolume:
     )
 
 
+def gang_scheduling(run: RunConfig) -> GangScheduling | None:
+    s = run.scheduling
+    if s is None:
+        return None
+    return GangScheduling(
+        scheduler=s.scheduler,
+        min_available=s.min_available or run.nodes,  # all replicas: the gang
+        queue=s.queue,
+        priority_class=s.priority_class or run.priority_class,
+        timeout_seconds=s.timeout_seconds,
+    )
+
+
 def build_job_spec(
     loaded: LoadedRun,
     project: ProjectConfig,
@@ -118,10 +136,11 @@ def build_job_spec(
     home = {"HOME": POD_HOME} if layout == POD else {}  # the pod's root filesystem is read-only
     # Later wins: the run's own env overrides what detk8s and the adapter chose.
     env = {**home, **nccl_env(loaded), **plan.env, **store_env, **image_env, **run.env}
+    labels = {RUN_LABEL: run.name, FRAMEWORK_LABEL: run.framework, MANAGED_BY_LABEL: "detk8s"}
     return JobSpec(
         run=run.name,
         name=run.job_name,
-        namespace=project.namespace or "default",
+        namespace=run.namespace or project.namespace,
         framework=run.framework,
         kind=plan.job_kind,
         image=image,
@@ -141,7 +160,13 @@ def build_job_spec(
         node_selector=dict(run.node_selector),
         tolerations=[t.model_dump(exclude_none=True, by_alias=True) for t in run.tolerations],
         priority_class=run.priority_class,
-        labels={RUN_LABEL: run.name, FRAMEWORK_LABEL: run.framework, MANAGED_BY_LABEL: "detk8s"},
+        labels={**run.labels, **labels},
+        annotations=dict(run.annotations),
+        pod_annotations={} if run.sidecars else {ISTIO_INJECT_ANNOTATION: "false"},
+        queue=run.queue,
+        gang=gang_scheduling(run),
+        image_pull_secrets=list(run.image_pull_secrets),
+        affinity=run.affinity,
         run_as_user=run.run_as_user,
         run_as_group=run.run_as_group,
         service_account=run.service_account,

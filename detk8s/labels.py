@@ -10,3 +10,11 @@ OP_JOB_NAME = "training.kubeflow.org/job-name"
 OP_REPLICA_TYPE = "training.kubeflow.org/replica-type"  # lowercase: master, worker
 OP_REPLICA_INDEX = "training.kubeflow.org/replica-index"
 OP_JOB_ROLE = "training.kubeflow.org/job-role"
+
+# Kueue: the LocalQueue a job is queued in (the job is created suspended; Kueue admits it).
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# A service mesh sidecar never exits, so a pod with one never finishes: off unless asked for.
+ISTIO_INJECT_ANNOTATION = "sidecar.istio.io/inject"
+# Prefixes of labels and annotations others own: a run may not set them.
+RESERVED_PREFIXES = ("detk8s.io/", "training.kubeflow.org/", "kueue.x-k8s.io/", "volcano.sh/",
+                     "scheduling.k8s.io/")  # fmt: skip

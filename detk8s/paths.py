@@ -19,6 +19,7 @@ def data_path(relative: str) -> Path:
 
 
 TEMPLATES_DIR = "k8s_templates"
+AFFINITY_SCHEMA = f"{TEMPLATES_DIR}/schemas/affinity.json"  # Kubernetes' own, for `affinity:`
 
 
 CONFIGS_DIR = "configs"

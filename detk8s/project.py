@@ -204,6 +204,11 @@ class Project:
             config, settings, dataset, file, self.root, warnings, self.file, dataset_file
         )
 
+    def dataset_names(self) -> list[str]:
+        if not self.datasets_dir.is_dir():
+            return []
+        return sorted(p.stem for p in self.datasets_dir.iterdir() if p.suffix in YAML_SUFFIXES)
+
     def load_dataset(self, name: str, referrer: Path) -> DatasetConfig:
         if name in self._datasets:
             return self._datasets[name]
@@ -216,7 +221,7 @@ class Project:
             None,
         )
         if file is None:
-            known = ", ".join(sorted(p.stem for p in self.datasets_dir.glob("*.y*ml"))) or "none"
+            known = ", ".join(self.dataset_names()) or "none"
             raise ConfigError(
                 referrer,
                 "dataset",

@@ -8,6 +8,7 @@ their own request: Kubernetes manifests, or a process on this machine.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from detk8s.config.schema import RunPolicy, SecretRef
 from detk8s.names import config_map_name
@@ -24,10 +25,21 @@ class DataVolume:
 
 
 @dataclass(frozen=True)
+class GangScheduling:
+    """runPolicy.schedulingPolicy for a gang scheduler (Volcano), and the pods' schedulerName."""
+
+    scheduler: str
+    min_available: int
+    queue: str | None = None
+    priority_class: str | None = None
+    timeout_seconds: int | None = None
+
+
+@dataclass(frozen=True)
 class JobSpec:
     run: str
     name: str
-    namespace: str
+    namespace: str | None  # None: the one the job is applied in (kubectl's context's)
     framework: str
     kind: str
     image: str | None  # None: not run from an image (the local backend)
@@ -47,7 +59,13 @@ class JobSpec:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict[str, str]] = field(default_factory=list)
     priority_class: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)  # on the job and every pod
+    annotations: dict[str, str] = field(default_factory=dict)  # likewise
+    pod_annotations: dict[str, str] = field(default_factory=dict)  # on the pods only
+    queue: str | None = None  # Kueue: created suspended, labelled with the queue
+    gang: GangScheduling | None = None
+    image_pull_secrets: list[str] = field(default_factory=list)
+    affinity: dict[str, Any] | None = None
     run_as_user: int = IMAGE_UID
     run_as_group: int = IMAGE_GID
     service_account: str | None = None  # its token is mounted only when one is named

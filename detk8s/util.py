@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -85,3 +86,21 @@ def plain_table(columns: list[str], rows: list[list[str]]) -> str:
     for r in rows:
         lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
     return "\n".join(lines) + "\n"
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds of `90s`, `30m`, `6h`, `1h30m` (Go's units, as kubectl takes them), or plain
+    seconds."""
+    text = str(text).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    m = _DURATION.match(text)
+    if not text or m is None or not any(m.groups()):
+        raise ValueError(f"{text!r} is not a duration: 90s, 30m, 6h, 1h30m or seconds")
+    h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mins * 60 + secs

@@ -56,6 +56,13 @@ class StrictLoader(Loader):
 
 
 StrictLoader.add_constructor("tag:yaml.org,2002:float", StrictLoader.construct_yaml_float)
+# YAML 1.2's floats too: PyYAML (YAML 1.1) reads `lr: 1e-3` as the text "1e-3", which a number
+# key would refuse, as values are taken as typed.
+StrictLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 StrictLoader.add_constructor(
     "tag:yaml.org,2002:map",
     lambda loader, node: loader.construct_mapping(node, deep=True),

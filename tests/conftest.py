@@ -64,6 +64,8 @@ NS = "detection"  # the shipped project's namespace
 
 
 # Real S3 servers on loopback (tests/s3/servers.py): moto_s3, ceph_s3, s3_endpoint, s3_bucket.
+# A container registry on loopback (tests/registry.py).
+from registry import FakeRegistry, registry  # noqa: E402, F401
 from s3.servers import S3Endpoint, ceph_s3, moto_s3, s3_bucket, s3_endpoint  # noqa: E402, F401
 
 
@@ -71,14 +73,17 @@ from s3.servers import S3Endpoint, ceph_s3, moto_s3, s3_bucket, s3_endpoint  # n
 def cluster(
     kube_api: KubeEmulator,  # noqa: F811 (the fixture)
     moto_s3: S3Endpoint,  # noqa: F811 (the fixture)
+    registry: str,  # noqa: F811 (the fixture)
     project: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> KubeEmulator:
-    """The shipped project pointed at the emulator (namespace `detection`) and a bucket of
-    moto's S3 server (a pod cannot use this machine's disk); `cluster_store` reads it."""
+    """The shipped project pointed at the emulator (namespace `detection`), a bucket of moto's
+    S3 server (a pod cannot use this machine's disk; `cluster_store` reads it) and a registry
+    that has every image (`FakeRegistry.has_everything = False` to take them away)."""
     import yaml
 
+    FakeRegistry.has_everything = True
     kube_api.add_namespace(NS)
     monkeypatch.setenv("KUBECONFIG", str(kube_api.kubeconfig(tmp_path / "kubeconfig")))
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_s3.access_key)
@@ -87,6 +92,8 @@ def cluster(
     cfg = yaml.safe_load((project / "detk8s.yaml").read_text())
     cfg["storage"] = {"uri": f"s3://{bucket}/runs", "endpoint_url": moto_s3.url,
                       "region": moto_s3.region, "secret": "detk8s-s3"}  # fmt: skip
+    for image in cfg["images"].values():
+        image["repository"] = image["repository"].replace("registry.example.com", registry)
     (project / "detk8s.yaml").write_text(yaml.safe_dump(cfg))
     return kube_api
 

@@ -9,23 +9,21 @@ from __future__ import annotations
 import base64
 import gzip
 import io
-import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 import yaml
 from k8s_schema import validate_core
 from kube.emulator import KubeEmulator, ResourceSpec
+from registry import FakeRegistry
 
 from detk8s.config.schema import ImageConfig
 from detk8s.images.context import DockerIgnore, copy_sources
@@ -310,46 +308,6 @@ def test_failed_build_ends_with_the_builders_last_lines(
 
 
 # -- the registry check -------------------------------------------------------------------------
-
-
-class FakeRegistry(BaseHTTPRequestHandler):
-    """Registry API v2, as much as a HEAD on a manifest needs, behind a bearer token."""
-
-    manifests: ClassVar[set[str]] = set()
-    token = "fake-token"
-    seen: ClassVar[list[str]] = []
-
-    def do_HEAD(self) -> None:
-        self.seen.append(self.path)
-        if self.headers.get("Authorization") != f"Bearer {self.token}":
-            self.send_response(401)
-            host = self.headers["Host"]
-            self.send_header(
-                "WWW-Authenticate", f'Bearer realm="http://{host}/token",service="fake"'
-            )
-        else:
-            self.send_response(200 if self.path in self.manifests else 404)
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def do_GET(self) -> None:
-        body = json.dumps({"token": self.token}).encode()
-        self.send_response(200 if self.path.startswith("/token?") else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-@pytest.fixture
-def registry() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeRegistry)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    FakeRegistry.manifests, FakeRegistry.seen = set(), []
-    yield f"127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
 
 
 def test_manifest_exists_against_a_v2_registry(registry: str) -> None:

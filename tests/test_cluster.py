@@ -66,6 +66,7 @@ def test_submit_creates_configmap_and_job(cluster: KubeEmulator, cli: Any) -> No
 
 def test_submit_twice_creates_no_duplicate(cluster: KubeEmulator, cli: Any) -> None:
     assert cli("submit", "Y4").code == 0
+    uid = cluster.get(KIND, NS, "y4")["metadata"]["uid"]
     cluster.set_job_condition(KIND, NS, "y4", "Created")
     again = cli("submit", "Y4")
     assert again.code == 0
@@ -74,7 +75,7 @@ def test_submit_twice_creates_no_duplicate(cluster: KubeEmulator, cli: Any) -> N
     )
     assert names(cluster, KIND) == ["y4"]
     assert names(cluster, "configmaps") == ["y4-config"]
-    assert len(cluster.requests("POST", f"/namespaces/{NS}/{KIND}$")) == 1
+    assert cluster.get(KIND, NS, "y4")["metadata"]["uid"] == uid  # the same object, applied
 
 
 def test_changed_spec_is_refused_then_replaced(
@@ -102,7 +103,7 @@ def test_changed_spec_is_refused_then_replaced(
 
 
 def test_sweep_with_one_failing_create(cluster: KubeEmulator, cli: Any) -> None:
-    cluster.fail(422, times=1, method="POST", path=f"/namespaces/{NS}/{KIND}$",
+    cluster.fail(422, times=1, method="PATCH", path=f"/namespaces/{NS}/{KIND}/l[1-4]$",
                  message="admission webhook denied the request")  # fmt: skip
     result = cli("submit", "L*")
     assert result.code == 1
@@ -139,7 +140,7 @@ def test_dry_runs_persist_nothing(cluster: KubeEmulator, cli: Any) -> None:
     server = cli("submit", "Y4", "--dry-run=server")
     assert server.code == 0, server.err
     assert "validated" in server.out
-    assert cluster.requests("POST", f"/namespaces/{NS}/{KIND}$")  # the server was asked
+    assert cluster.requests("PATCH", f"/namespaces/{NS}/{KIND}/y4$")  # the server was asked
     assert names(cluster, KIND) == [] and names(cluster, "configmaps") == []
 
 
@@ -293,12 +294,13 @@ def test_status_explains_pending(cluster: KubeEmulator, project: Path, cli: Any)
 
 
 def test_retries_429_then_succeeds(cluster: KubeEmulator, cli: Any) -> None:
-    cluster.fail(429, times=2, method="POST", path=f"/namespaces/{NS}/configmaps$",
+    cluster.fail(429, times=2, method="PATCH", path=f"/namespaces/{NS}/configmaps/y4-config$",
                  retry_after=0.1)  # fmt: skip
     cluster.fail(503, times=1, method="GET", path=f"/namespaces/{NS}/{KIND}/y4$")
     result = cli("submit", "Y4")
     assert result.code == 0, result.err
-    assert len(cluster.requests("POST", f"/namespaces/{NS}/configmaps$")) == 3
+    # 2 throttled + 1 apply of the ConfigMap, then the apply that makes the job its owner
+    assert len(cluster.requests("PATCH", f"/namespaces/{NS}/configmaps/y4-config$")) == 4
     assert names(cluster, KIND) == ["y4"]
 
 

@@ -121,15 +121,20 @@ def test_wait_follows_a_pod_recreated_under_its_name(cluster: KubeEmulator, cli:
 def test_wait_shows_restarts_with_their_exit(cluster: KubeEmulator, cli: Any) -> None:
     op = Operator(cluster, NS)
 
+    def followed(times: int) -> Callable[[], bool]:  # --wait asked for the log `times` times
+        return lambda: (
+            len(cluster.requests("GET", f"/namespaces/{NS}/pods/y4-worker-0/log")) >= times
+        )
+
     def play() -> None:
         wait_until(lambda: cluster.get("paddlejobs", NS, "y4"))
         op.reconcile("y4")
         op.log("y4-worker-0", "try 1\n")
-        time.sleep(0.3)
+        wait_until(followed(1))
         op.crash("y4-worker-0", 137, "OOMKilled")
         op.run_again("y4-worker-0")
+        wait_until(followed(2))  # it follows the restarted container
         op.log("y4-worker-0", "try 2\n")
-        time.sleep(0.3)
         cluster.set_pod_phase(NS, "y4-worker-0", "Succeeded")
         cluster.set_job_condition("paddlejobs", NS, "y4", "Succeeded")
 

@@ -469,6 +469,9 @@ def test_schema_accepts_shipped_files_and_rejects_unknown_keys(project: Path, cl
     schema = json.loads(result.out)
     assert "_BASE_" in schema["properties"] and "paddledet" in schema["properties"]
     assert schema["properties"]["framework"]["enum"] == ["paddledet", "ssd", "ultralytics", "yolox"]
+    assert schema["properties"]["dataset"]["enum"] == [
+        "mouse_other_voc", "mouse_other_voc_1of3"
+    ]  # fmt: skip
     assert "model_config" not in schema["properties"]
     for f in [*(project / "configs/runs").glob("*.yml"), *(project / "configs/bases").glob("*")]:
         jsonschema.validate(yaml.safe_load(f.read_text()), schema)
@@ -476,6 +479,33 @@ def test_schema_accepts_shipped_files_and_rejects_unknown_keys(project: Path, cl
         jsonschema.validate({"gpu": 1}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"gpus": 0}, schema)
+
+
+# Values as a run file may write them: the schema and `detk8s validate` agree on each.
+AS_WRITTEN = [
+    ("gpus: 2", True), ('gpus: "2"', False), ("gpus: 2.5", False), ("nodes: true", False),
+    ("lr: 1e-3", True), ("lr: 1", True), ('lr: "0.01"', False), ("eval: false", True),
+    ('eval: "no"', False), ("dataset: mouse_other_voc_1of3", True), ("dataset: coco", False),
+    ("framework: mmdet", False), ("gpus: 0", False), ("shm_size: 8Gi", True),
+    ("tolerations: [{key: gpu, operator: Exists}]", True), ("tolerations: gpu", False),
+    ("labels: {team: vision}", True), ("labels: {team: 1}", False),
+]  # fmt: skip
+
+
+def test_schema_and_validate_agree_on_values_as_written(project: Path, cli: Any) -> None:
+    import jsonschema
+
+    from detk8s import yaml_io
+
+    schema = json.loads(cli("schema").out)
+    base = "_BASE_: ../bases/yolov3_mobilenet_v1.yml\n"
+    for line, valid in AS_WRITTEN:
+        dataset = "" if line.startswith("dataset:") else "dataset: mouse_other_voc\n"
+        (project / "configs/runs/Q1.yml").write_text(base + dataset + line + "\n")
+        data = yaml_io.load(line, yaml_io.StrictLoader)  # as detk8s and YAML 1.2 editors read it
+        result = cli("validate", "Q1")
+        assert (result.code == 0) == valid, (line, result.err)
+        assert jsonschema.Draft202012Validator(schema).is_valid(data) == valid, line
 
 
 def test_validators_reject_what_the_cluster_would(project: Path) -> None:

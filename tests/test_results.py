@@ -164,7 +164,10 @@ def test_collect_cli(project: Path, cli: Any, store: Any) -> None:
     assert (project / "map.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = cli("collect", "-o", "summary.xlsx")
     assert (
-        bad.code == 2 and bad.err.strip() == "error: --output summary.xlsx: use .csv, .md or .json"
+        bad.code == 2
+        and bad.err.strip()
+        == "error: --output summary.xlsx: use .csv, .md or .json (or a "
+        "format: table, wide, json, yaml, name)"
     )
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from detk8s.cli.cluster_cmds import ContextOpt, DryRun, NamespaceOpt, connect
+from detk8s.cli.cluster_opts import ContextOpt, DryRun, KubeconfigOpt, NamespaceOpt, connect
 from detk8s.cli.common import app, err, project
 from detk8s.errors import ConfigErrors, UsageError
 
@@ -39,11 +39,18 @@ def build(
         ),
     ] = DryRun.none,
     builder: Annotated[
-        str, typer.Option("--builder", help="auto (docker if its daemon answers), docker, podman.")
+        str,
+        typer.Option(
+            "--builder", metavar="NAME", help="auto (docker if its daemon answers), docker, podman."
+        ),
     ] = "auto",
     build_args: Annotated[
         list[str] | None,
-        typer.Option("--build-arg", help="KEY=VALUE over the project's build args; in the tag."),
+        typer.Option(
+            "--build-arg",
+            metavar="KEY=VALUE",
+            help="Over the project's build args; part of the tag.",
+        ),
     ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="Show only build steps (last lines on failure).")
@@ -56,13 +63,16 @@ def build(
         bool, typer.Option("--submit", help="With --in-cluster: create that Job.")
     ] = False,
     kaniko_image: Annotated[
-        str | None, typer.Option("--kaniko-image", help="kaniko executor image.", hidden=True)
+        str | None,
+        typer.Option("--kaniko-image", metavar="IMAGE", help="kaniko executor image.", hidden=True),
     ] = None,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
 ) -> None:
-    """Build the training images: tagged by the hash of everything that goes into them; a tag
-    already built here or in the registry is not built again."""
+    """Build the training images, tagged by the hash of what goes into them.
+
+    A tag already built here or in the registry is not built again."""
     proj = project()
     images = _images(proj, names or [], all_images, _parse_args(build_args or []))
     if submit and not in_cluster:
@@ -70,7 +80,7 @@ def build(
     if dry_run is DryRun.server and not (in_cluster and submit):
         raise UsageError("--dry-run=server validates the in-cluster Job: add --in-cluster --submit")
     if in_cluster:
-        _in_cluster(proj, images, submit, dry_run, kaniko_image, context, namespace)
+        _in_cluster(proj, images, submit, dry_run, kaniko_image, context, namespace, kubeconfig)
         return
     from detk8s.images.builders import Builder, NoBuilder, detect, shown
 
@@ -148,6 +158,15 @@ def _used_images(proj: Project) -> list[str]:
     return used
 
 
+def build_and_push(proj: Project, names: list[str], builder: str = "auto") -> None:
+    """Build and push the project's images `names` (what `submit --build` does first)."""
+    from detk8s.images.builders import detect
+
+    chosen = detect(builder)
+    for image in _images(proj, names, False, {}):
+        _build_one(chosen, image, push=True, quiet=True)
+
+
 def _build_one(builder: Builder, image: ImageBuild, push: bool, quiet: bool) -> None:
     from detk8s.images.registry import manifest_exists
 
@@ -196,6 +215,7 @@ def _in_cluster(
     kaniko_image: str | None,
     context: str | None,
     namespace: str | None,
+    kubeconfig: str | None,
 ) -> None:
     from detk8s.backends.kubernetes.manifests import to_yaml
     from detk8s.images.kaniko import KANIKO_IMAGE, job_name, render_build_job, submit_build_job
@@ -206,7 +226,7 @@ def _in_cluster(
     if not submit or dry_run is DryRun.client:
         sys.stdout.write(to_yaml([m for ms in rendered.values() for m in ms]))
         return
-    cluster = connect(proj, context, namespace)
+    cluster = connect(proj, context, namespace, kubeconfig)
     for image in images:
         remote = manifest_exists(image.ref)
         if remote.exists:

@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
-from enum import Enum
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs, project
+from detk8s.cli.cluster_opts import (
+    Backend,
+    BackendOpt,
+    ContextOpt,
+    DryRun,
+    KubeconfigOpt,
+    NamespaceOpt,
+    backend_of,
+    connect,
+)
+from detk8s.cli.common import (
+    AllOpt,
+    RunsArg,
+    StrictOpt,
+    app,
+    console,
+    duration,
+    err,
+    load_runs,
+    project,
+)
+from detk8s.cli.output import Format, FormatOpt, emit
 from detk8s.errors import EXIT_FAILED, DetkError, UsageError
 from detk8s.labels import RUN_LABEL
 from detk8s.names import job_name
@@ -18,48 +40,24 @@ if TYPE_CHECKING:
     from typing import Any
 
     from detk8s.backends.kubernetes.cluster import Cluster
+    from detk8s.backends.kubernetes.kinds import JobKind
     from detk8s.backends.kubernetes.submit import Outcome
-    from detk8s.project import Project
+    from detk8s.project import LoadedRun, Project
 
     Manifests = dict[str, list[dict[str, Any]]]
 
 EXIT_TIMEOUT = 3
 SWEEP_THREADS = 16
 
-ContextOpt = Annotated[
-    str | None, typer.Option("--context", help="kubeconfig context (default: project, current).")
-]
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace (default: project, context).")
-]
 
-
-class Backend(str, Enum):
-    kubernetes = "kubernetes"
-    local = "local"
-
-
-BackendOpt = Annotated[
-    Backend | None,
-    typer.Option("--backend", help="kubernetes or local (default: the project's backend)."),
-]
-
-
-def backend_of(proj: Project, backend: Backend | None) -> Backend:
-    return backend or Backend(proj.settings.backend)
-
-
-class DryRun(str, Enum):
-    none = "none"
-    client = "client"
-    server = "server"
-
-
-def connect(proj: Project, context: str | None, namespace: str | None) -> Cluster:
-    from detk8s.backends.kubernetes.cluster import Cluster
-
-    settings = proj.settings
-    return Cluster(context or settings.context, namespace or settings.namespace)
+def run_namespace(proj: Project, run: str, flag: str | None) -> str | None:
+    """A run's own namespace, unless -n says otherwise (None: the cluster's)."""
+    if flag:
+        return flag
+    try:
+        return proj.load_run(run).config.namespace
+    except DetkError:  # a run whose config no longer loads still has a job to look at
+        return None
 
 
 @app.command()
@@ -70,7 +68,15 @@ def submit(
         bool,
         typer.Option("--wait", help="Follow to the end: exit 0 Succeeded, 1 Failed, 3 timeout."),
     ] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 24 * 3600.0,
+    timeout: Annotated[
+        float,
+        typer.Option(
+            parser=duration,
+            metavar="DURATION",
+            show_default=False,
+            help="How long --wait waits: 90s, 30m, 6h, 1h30m (or seconds); default 24h.",
+        ),
+    ] = 24 * 3600.0,
     poll: Annotated[float, typer.Option(help="Seconds between state checks.", hidden=True)] = 2.0,
     dry_run: Annotated[
         DryRun,
@@ -86,8 +92,24 @@ def submit(
     force: Annotated[
         bool, typer.Option("--force", help="Submit even when results are already stored (DONE).")
     ] = False,
+    build: Annotated[
+        bool,
+        typer.Option(
+            "--build",
+            help="Build and push the runs' images first when their tags are not in the registry.",
+        ),
+    ] = False,
+    force_conflicts: Annotated[
+        bool,
+        typer.Option(
+            "--force-conflicts",
+            help="Take back fields someone else changed (kubectl apply/edit) on the run's "
+            "objects, as kubectl apply --force-conflicts.",
+        ),
+    ] = False,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
     backend: BackendOpt = None,
     strict: StrictOpt = False,
 ) -> None:
@@ -106,16 +128,20 @@ def submit(
         err(f"dry run: {len(manifests)} run(s) rendered, nothing submitted")
         return
     skip = set() if force or dry_run is DryRun.server else _stored(proj, list(manifests))
-    cluster = connect(proj, context, namespace)
-    outcomes = _submit_all(cluster, manifests, skip, replace, dry_run is DryRun.server)
+    _ensure_images(proj, loaded, build)
+    cluster = connect(proj, context, namespace, kubeconfig)
+    targets = {run: cluster.in_namespace(namespace or m[1]["metadata"].get("namespace"))
+               for run, m in manifests.items()}  # fmt: skip
+    outcomes = _submit_all(targets, manifests, skip, replace, dry_run is DryRun.server,
+                           force_conflicts)  # fmt: skip
     for o in outcomes:
-        _report(cluster, manifests[o.run][1]["kind"], o)
+        _report(targets[o.run], manifests[o.run][1]["kind"], o)
     failed = [o for o in outcomes if not o.ok]
     if failed:
         err(f"{len(failed)} of {len(outcomes)} submission(s) failed")
         raise typer.Exit(EXIT_FAILED)
     if wait and outcomes[0].action in ("created", "replaced", "unchanged"):
-        _wait(cluster, manifests[outcomes[0].run][1], timeout, poll)
+        _wait(targets[outcomes[0].run], manifests[outcomes[0].run][1], timeout, poll)
 
 
 def _submit_local(proj: Project, runs: list[str], force: bool, wait: bool, timeout: float) -> None:
@@ -155,6 +181,38 @@ def _submit_local(proj: Project, runs: list[str], force: bool, wait: bool, timeo
         raise typer.Exit(EXIT_FAILED)
 
 
+def _ensure_images(proj: Project, loaded: list[LoadedRun], build: bool) -> None:
+    """Every run's image is in its registry before any job is created: a missing one would end
+    in ImagePullBackOff minutes later. With --build, the project's missing images are built and
+    pushed first. A registry that cannot be asked is a warning."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from detk8s.images.registry import manifest_exists
+    from detk8s.jobspec import image_name, resolve_image
+
+    refs = {resolve_image(r, proj.settings): image_name(r, proj.settings) for r in loaded}
+    with ThreadPoolExecutor(SWEEP_THREADS) as pool:
+        found = dict(zip(refs, pool.map(manifest_exists, refs), strict=True))
+    for ref, presence in found.items():
+        if presence.exists is None:
+            err(f"warning: cannot check that {ref} is in its registry ({presence.detail})")
+    missing = [ref for ref, presence in found.items() if presence.exists is False]
+    if not missing:
+        return
+    ours = [refs[ref] for ref in missing if refs[ref] in proj.settings.images]
+    if not build or len(ours) < len(missing):
+        ref = next(r for r in missing if not build or refs[r] not in proj.settings.images)
+        fix = "detk8s build --push, or submit --build" if refs[ref] else "push it"
+        raise MissingImage(f"image {ref} is not in its registry: {fix}")
+    from detk8s.cli.build_cmds import build_and_push
+
+    build_and_push(proj, list(dict.fromkeys(n for n in ours if n)))
+
+
+class MissingImage(DetkError):
+    pass
+
+
 def _stored(proj: Project, runs: list[str]) -> set[str]:
     """Runs whose results are already in object storage (DONE): skipped unless --force."""
     from concurrent.futures import ThreadPoolExecutor
@@ -172,8 +230,9 @@ def _stored(proj: Project, runs: list[str]) -> set[str]:
 
 
 def _submit_all(
-    cluster: Cluster, manifests: Manifests, skip: set[str], replace: bool, server_dry_run: bool
-) -> list[Outcome]:
+    targets: dict[str, Cluster], manifests: Manifests, skip: set[str], replace: bool,
+    server_dry_run: bool, force_conflicts: bool,
+) -> list[Outcome]:  # fmt: skip
     from concurrent.futures import ThreadPoolExecutor
 
     from detk8s.backends.kubernetes.submit import Outcome, submit_manifests
@@ -183,7 +242,8 @@ def _submit_all(
         if run in skip:
             return Outcome(run, name, "skipped", "results already stored (DONE); --force resubmits")
         try:
-            return submit_manifests(cluster, run, manifests[run], replace, server_dry_run)
+            return submit_manifests(targets[run], run, manifests[run], replace, server_dry_run,
+                                    force_conflicts)  # fmt: skip
         except DetkError as e:
             return Outcome(run, name, "failed", str(e))
         except Exception as e:  # one broken submission must not hide the others' outcomes
@@ -232,13 +292,27 @@ def _wait(cluster: Cluster, job: dict[str, Any], timeout: float, poll: float) ->
 @app.command()
 def status(
     names: RunsArg = None,
+    output: FormatOpt = Format.table,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh until every job has ended.")
+    ] = False,
+    interval: Annotated[
+        float,
+        typer.Option(
+            parser=duration,
+            metavar="DURATION",
+            show_default=False,
+            help="--watch refresh: 2s (the default), 1m, ...",
+        ),
+    ] = 2.0,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
     backend: BackendOpt = None,
 ) -> None:
-    """Table of jobs: state, replicas, restarts, age, node, GPUs, why Pending (local: pids)."""
-    from rich.table import Table
+    """Jobs: state, replicas, restarts, age, nodes, GPUs, training progress, why they wait.
 
+    Progress (epoch, iteration, loss, ETA) comes from rank 0's log; locally, pids and logs."""
     from detk8s.backends.kubernetes.status import job_rows
 
     proj = project()
@@ -246,19 +320,89 @@ def status(
     if backend_of(proj, backend) is Backend.local:
         _status_local(proj, wanted)
         return
-    cluster = connect(proj, context, namespace)
-    rows = job_rows(cluster, wanted)
-    table = Table(title=f"detk8s jobs in {cluster.target.context}/{cluster.namespace}",
-                  title_justify="left")  # fmt: skip
-    for col in ("run", "job", "state", "ready", "restarts", "age", "node", "GPUs", "reason"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        table.add_row(r.run, r.job, r.state, f"{r.ready}/{r.total}", str(r.restarts), r.age,
-                      r.nodes, str(r.gpus), r.reason)  # fmt: skip
-    console().print(table)
-    missing = sorted(set(wanted or []) - {r.run for r in rows})
-    for run in missing:
+    cluster = connect(proj, context, namespace, kubeconfig)
+    progress = _progress_reader(proj)
+    title = f"detk8s jobs in {cluster.target.context}/{cluster.namespace}"
+
+    def rows() -> list[dict[str, Any]]:
+        return [dataclasses.asdict(r) for r in job_rows(cluster, wanted, progress)]
+
+    current = rows()
+    if watch:
+        current = _watch(rows, current, title, interval)
+    else:
+        emit(current, output, STATUS_COLUMNS, STATUS_WIDE, "job", title)
+    for run in sorted(set(wanted or []) - {r["run"] for r in current}):
         err(f"{run}: no job in namespace {cluster.namespace}")
+
+
+def _status_cells(r: dict[str, Any]) -> list[Any]:
+    return [r["run"], r["job"], r["state"], f"{r['ready']}/{r['total']}", r["restarts"],
+            r["age"], r["nodes"], r["gpus"], r["progress"], r["reason"]]  # fmt: skip
+
+
+STATUS_COLUMNS = (["run", "job", "state", "ready", "restarts", "age", "node", "GPUs", "progress",
+                   "reason"], _status_cells)  # fmt: skip
+STATUS_WIDE = (["namespace"], lambda r: [r["namespace"]])
+ENDED = ("Succeeded", "Failed")
+
+
+def _watch(
+    rows: Callable[[], list[dict[str, Any]]], current: list[dict[str, Any]], title: str,
+    interval: float,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Refresh in place on a terminal (rich Live); in a pipe, a line per change of a job."""
+    import time
+
+    from detk8s.cli.output import rich_table
+
+    def table(r: list[dict[str, Any]]) -> Any:
+        return rich_table(STATUS_COLUMNS[0], [[str(c) for c in _status_cells(x)] for x in r],
+                          title)  # fmt: skip
+
+    def ended(r: list[dict[str, Any]]) -> bool:
+        return all(x["state"] in ENDED for x in r)
+
+    if console().is_terminal:
+        from rich.live import Live
+
+        with Live(table(current), console=console(), auto_refresh=False) as live:
+            while not ended(current):
+                time.sleep(interval)
+                current = rows()
+                live.update(table(current), refresh=True)
+        return current
+    seen: dict[str, str] = {}
+    while True:
+        for r in current:
+            line = f"{r['run']}  {r['job']}  {r['state']}  {r['progress'] or r['reason']}".strip()
+            if seen.get(r["job"]) != line:
+                typer.echo(line)
+                seen[r["job"]] = line
+        if ended(current):
+            return current
+        time.sleep(interval)
+        current = rows()
+
+
+def _progress_reader(proj: Project) -> Callable[[dict[str, Any], str], str | None]:
+    """The job's progress as its framework reads its log, with its run's config."""
+    from detk8s.frameworks import get_adapter, known_frameworks
+    from detk8s.frameworks.base import latest_progress
+    from detk8s.labels import FRAMEWORK_LABEL
+
+    def read(job: dict[str, Any], log: str) -> str | None:
+        labels = job["metadata"].get("labels") or {}
+        framework, run = labels.get(FRAMEWORK_LABEL), labels.get(RUN_LABEL)
+        if framework not in known_frameworks() or run not in proj.run_files:
+            return None
+        try:
+            found = latest_progress(get_adapter(framework), proj.load_run(run).run, log)
+        except DetkError:
+            return None
+        return str(found) if found else None
+
+    return read
 
 
 def _status_local(proj: Project, wanted: list[str] | None) -> None:
@@ -286,13 +430,15 @@ def logs(
     run: Annotated[str, typer.Argument(help="Run name.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Stream new lines.")] = False,
     replica: Annotated[
-        str | None, typer.Option("--replica", help="e.g. worker-1 (default: rank 0).")
+        str | None,
+        typer.Option("--replica", metavar="NAME", help="e.g. worker-1 (default: rank 0)."),
     ] = None,
     all_replicas: Annotated[
         bool, typer.Option("--all", help="Every replica, each line prefixed with its name.")
     ] = False,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
     backend: BackendOpt = None,
 ) -> None:
     """Logs of a run: rank 0 (worker-0 of a PaddleJob, master-0 of a PyTorchJob)."""
@@ -311,7 +457,8 @@ def logs(
         return
     from detk8s.runner.logsync import stored_log
 
-    cluster = connect(proj, context, namespace)
+    cluster = connect(proj, context, namespace, kubeconfig)
+    cluster = cluster.in_namespace(run_namespace(proj, name, namespace))
     store = proj.storage()
     print_logs(
         cluster, job_name(name), replica, all_replicas, follow, typer.echo,
@@ -327,6 +474,7 @@ def delete(
     ] = False,
     context: ContextOpt = None,
     namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
     backend: BackendOpt = None,
 ) -> None:
     """Delete runs' jobs (and their ConfigMaps); locally, stop their processes."""
@@ -344,21 +492,21 @@ def delete(
             elif not all_runs:
                 err(f"{run}: not running locally")
         return
-    cluster = connect(proj, context, namespace)
+    cluster = connect(proj, context, namespace, kubeconfig)
+    targets: list[tuple[JobKind, str, Cluster]] = []
     if all_runs:
-        targets = [
-            (k, j["metadata"]["name"]) for k, j in cluster.list_jobs(f"{MANAGED_BY_LABEL}=detk8s")
-        ]
+        for kind, job in cluster.list_jobs(f"{MANAGED_BY_LABEL}=detk8s"):
+            targets.append((kind, job["metadata"]["name"], cluster))
     else:
-        targets = []
         for run in proj.select(names or []):
-            found = cluster.find_job(job_name(run))
+            where = cluster.in_namespace(run_namespace(proj, run, namespace))
+            found = where.find_job(job_name(run))
             if found is None:
-                err(f"{run}: no job {job_name(run)} in namespace {cluster.namespace}")
+                err(f"{run}: no job {job_name(run)} in namespace {where.namespace}")
             else:
-                targets.append((found[0], job_name(run)))
-    for kind, name in targets:
-        delete_job(cluster, kind, name)
-        typer.echo(f"deleted {kind.plural}/{name} in namespace {cluster.namespace}")
+                targets.append((found[0], job_name(run), where))
+    for kind, name, where in targets:
+        delete_job(where, kind, name)
+        typer.echo(f"deleted {kind.plural}/{name} in namespace {where.namespace}")
     if not targets and all_runs:
         typer.echo(f"no detk8s jobs in namespace {cluster.namespace}")

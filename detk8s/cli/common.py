@@ -16,18 +16,50 @@ app = typer.Typer(
     help="Object-detection training runs as Kubeflow jobs: render, build, submit, collect.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
 )
 
 _project_dir: Path | None = None
 
+
+def complete_runs(incomplete: str) -> list[str]:
+    """Run names for shell completion: the files in configs/runs, none of them loaded."""
+    from detk8s.errors import DetkError
+    from detk8s.project import Project
+
+    try:
+        names = Project.discover(_project_dir).run_files
+    except DetkError:
+        return []
+    return [n for n in names if n.startswith(incomplete)]
+
+
 RunsArg = Annotated[
-    list[str] | None, typer.Argument(help="Run names or glob patterns (Y*).", show_default=False)
-]
+    list[str] | None,
+    typer.Argument(help="Run names or glob patterns (Y*).", show_default=False, metavar="RUN...",
+                   autocompletion=complete_runs),
+]  # fmt: skip
 AllOpt = Annotated[bool, typer.Option("--all", help="Every run in the project.")]
 StrictOpt = Annotated[
     bool, typer.Option("--strict", help="Treat warnings (linear scaling rule) as errors.")
 ]
+
+
+def duration(text: str) -> float:
+    """A --timeout-style value: 90s, 30m, 6h, 1h30m or seconds."""
+    from detk8s.util import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+def _version(show: bool) -> None:
+    if show:
+        from detk8s import __version__
+
+        typer.echo(f"detk8s {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -35,10 +67,14 @@ def _root(
     project: Annotated[
         Path | None,
         typer.Option(
-            "--project", "-p", help="Project dir or detk8s.yaml (default: search upwards)."
+            "--project", "-p", metavar="PATH",
+            help="Project dir or detk8s.yaml (default: search upwards).",
         ),
     ] = None,
-) -> None:
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:  # fmt: skip
     global _project_dir
     _project_dir = project
 

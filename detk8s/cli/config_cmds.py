@@ -4,59 +4,52 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, console, err, load_runs
+from detk8s.cli.common import AllOpt, RunsArg, StrictOpt, app, err, load_runs
+from detk8s.cli.output import Format, FormatOpt, emit
+from detk8s.errors import DetkError
 from detk8s.util import plain_table
+
+if TYPE_CHECKING:
+    from detk8s.project import LoadedRun
 
 
 @app.command()
 def runs(
     names: RunsArg = None,
     strict: StrictOpt = False,
+    output: FormatOpt = Format.table,
 ) -> None:
-    """Table of the runs in configs/: framework, model, GPUs x nodes, batch, lr, epochs, data."""
-    from rich.table import Table
-
+    """The runs in configs/: framework, model, GPUs x nodes, batch, lr, epochs, data."""
     _, loaded = load_runs(names, all_runs=not names, strict=strict)
-    table = Table(title="detk8s runs", title_justify="left")
-    for col in (
-        "run",
-        "framework",
-        "model",
-        "GPUs x nodes",
-        "batch/GPU",
-        "total batch",
-        "lr",
-        "epochs",
-        "dataset",
-        "train images",
-    ):
-        table.add_column(
-            col,
-            justify="right"
-            if col in {"batch/GPU", "total batch", "lr", "epochs", "train images"}
-            else "left",
-        )
-    for r in loaded:
-        c, d = r.config, r.dataset
-        train = f"{d.train_size:,}" if d.train_size else "?"
-        frac = f" ({d.train_fraction})" if d.train_fraction else ""
-        table.add_row(
-            c.name,
-            c.framework,
-            c.model,
-            f"{c.gpus} x {c.nodes}",
-            str(c.batch_size),
-            str(c.total_batch),
-            f"{c.lr:g}",
-            str(c.epochs),
-            d.name,
-            train + frac,
-        )
-    console(160).print(table)
+    rows = [run_row(r) for r in loaded]
+    columns = ["run", "framework", "model", "GPUs x nodes", "batch/GPU", "total batch", "lr",
+               "epochs", "dataset", "train images"]  # fmt: skip
+
+    def cells(r: dict[str, Any]) -> list[Any]:
+        train = f"{r['train_images']:,}" if r["train_images"] else "?"
+        frac = f" ({r['train_fraction']})" if r["train_fraction"] else ""
+        return [r["run"], r["framework"], r["model"], f"{r['gpus']} x {r['nodes']}",
+                r["batch_size"], r["total_batch"], r["lr"], r["epochs"], r["dataset"],
+                train + frac]  # fmt: skip
+
+    wide = (["image", "namespace", "queue"], lambda r: [r["image"], r["namespace"], r["queue"]])
+    emit(rows, output, (columns, cells), wide, "run", "detk8s runs")
+
+
+def run_row(r: LoadedRun) -> dict[str, Any]:
+    """A run as `runs -o json` gives it."""
+    c, d = r.config, r.dataset
+    return {
+        "run": c.name, "framework": c.framework, "model": c.model, "gpus": c.gpus,
+        "nodes": c.nodes, "batch_size": c.batch_size, "total_batch": c.total_batch,
+        "lr": c.lr, "epochs": c.epochs, "dataset": d.name, "train_images": d.train_size,
+        "train_fraction": d.train_fraction, "image": c.image, "namespace": c.namespace,
+        "queue": c.queue, "file": str(r.file),
+    }  # fmt: skip
 
 
 @app.command()
@@ -130,10 +123,16 @@ def _num(value: float | None) -> str:
 
 @app.command()
 def schema() -> None:
-    """JSON Schema of a run config file, for editors' YAML language servers."""
+    """JSON Schema of a run config file, for editors' YAML language servers (in a project: its
+    dataset names too)."""
     import json
 
+    from detk8s.cli.common import project as current_project
     from detk8s.config.jsonschema import run_config_schema
     from detk8s.frameworks import settings_schemas
 
-    typer.echo(json.dumps(run_config_schema(settings_schemas()), indent=2))
+    try:
+        datasets = current_project().dataset_names()
+    except DetkError:  # outside a project: the schema without them
+        datasets = None
+    typer.echo(json.dumps(run_config_schema(settings_schemas(), datasets), indent=2))

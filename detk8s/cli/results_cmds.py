@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from detk8s.cli.common import RunsArg, app, err, project
+from detk8s.cli.output import Format, emit
 from detk8s.errors import UsageError
 
 if TYPE_CHECKING:
@@ -34,7 +35,8 @@ def exec_(
         typer.Option(help="The resolved run (run.yaml from the job's ConfigMap): pod mode."),
     ] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Results storage (default: $DETK8S_STORAGE or project).")
+        str | None,
+        typer.Option(metavar="URI", help="Results storage (default: $DETK8S_STORAGE or project)."),
     ] = None,
     no_tee: Annotated[
         bool, typer.Option("--no-tee", help="Output to the log file only (local backend).")
@@ -75,13 +77,29 @@ def exec_(
 def collect(
     names: RunsArg = None,
     output: Annotated[
-        list[Path] | None,
-        typer.Option("--output", "-o", help="Also write the summary: .csv, .md or .json."),
+        list[str] | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FORMAT|PATH",
+            help="table, wide, json, yaml or name on stdout; a .csv, .md or .json path also "
+            "writes the summary there (repeatable).",
+        ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option(help="Bar chart of mAP (and FPS) per run, e.g. map.png.")
+        Path | None,
+        typer.Option(metavar="PNG", help="Bar chart of mAP (and FPS) per run, e.g. map.png."),
     ] = None,
-    storage: Annotated[str | None, typer.Option(help="Storage (default: the project's).")] = None,
+    curves: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PNG",
+            help="Loss and mAP per epoch of each run, from its stored training log.",
+        ),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(metavar="URI", help="Storage (default: the project's).")
+    ] = None,
     use_cache: Annotated[
         bool, typer.Option("--cache/--no-cache", help="Reuse results fetched before (by ETag).")
     ] = True,
@@ -89,17 +107,22 @@ def collect(
     """Every run's results from object storage in one table (and files)."""
     from rich.console import Console
     from rich.progress import Progress
-    from rich.table import Table
-    from rich.text import Text
 
     from detk8s.results.cache import ResultCache
-    from detk8s.results.collect import COLUMNS, cell, printable, row, write_summary
     from detk8s.results.collect import collect as collect_results
-    from detk8s.util import plain_table, write_all
+    from detk8s.results.collect import row, write_summary
+    from detk8s.util import write_all
 
-    for path in output or []:
+    formats = [Format(o) for o in output or [] if o in Format.__members__]
+    paths = [Path(o) for o in output or [] if o not in Format.__members__]
+    if len(formats) > 1:
+        raise UsageError(f"--output: one format at a time, not {formats[0].value} and "
+                         f"{formats[1].value}")  # fmt: skip
+    fmt = formats[0] if formats else Format.table
+    for path in paths:
         if path.suffix not in SUMMARY_FORMATS:
-            raise UsageError(f"--output {path}: use .csv, .md or .json")
+            raise UsageError(f"--output {path}: use .csv, .md or .json (or a format: table, "
+                             "wide, json, yaml, name)")  # fmt: skip
     proj = project()
     known = list(proj.run_files)
     store = proj.storage(storage)
@@ -118,32 +141,54 @@ def collect(
         results = [r for r in results if r.run in wanted]
     _fill_from_configs(proj, results)
     rows = [row(r) for r in results]
-    cells = []
-    for r, res in zip(rows, results, strict=True):
-        line = [cell(c, r[c]) for c in COLUMNS]
-        if res.status in ("failed", "invalid") and res.reason:
-            line[1] = f"{res.status}: {printable(res.reason)}"
-        cells.append(line)
-    console = Console()
-    if console.is_terminal and len(cells) <= RICH_ROWS:
-        table = Table(title=f"detk8s results in {store.uri}", title_justify="left")
-        for col in COLUMNS:
-            table.add_column(col, justify="right" if col in NUMERIC else "left")
-        for line in cells:
-            table.add_row(*(Text(v) for v in line))  # stored text is not rich markup
-        console.print(table)
+    if fmt not in (Format.table, Format.wide):
+        emit(rows, fmt, ([], list), ([], list), "run", "")
     else:
-        sys.stdout.write(plain_table(list(COLUMNS), cells))
+        _table(rows, results, store.uri, fmt is Format.wide)
     files: dict[Path, str | bytes] = {
-        path: write_summary(rows, SUMMARY_FORMATS[path.suffix]) for path in output or []
+        path: write_summary(rows, SUMMARY_FORMATS[path.suffix]) for path in paths
     }
     if plot is not None:
         from detk8s.results.plot import plot_map
 
         files[plot] = plot_map(rows)
+    if curves is not None:
+        from detk8s.results.curves import run_curves
+        from detk8s.results.plot import plot_curves
+
+        files[curves] = plot_curves(run_curves(proj, store, [r.run for r in results], err))
     write_all(files)  # every output or none
     for path in files:
         err(f"wrote {path}")
+
+
+def _table(rows: list[dict[str, Any]], results: list[RunResult], uri: str, wide: bool) -> None:
+    """rich's table on a terminal; plain columns in a pipe or when long (rich needs seconds to
+    lay out a thousand rows)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    from detk8s.results.collect import COLUMNS, cell, printable
+    from detk8s.util import plain_table
+
+    columns = [*COLUMNS, *(["reason"] if wide else [])]
+    cells = []
+    for r, res in zip(rows, results, strict=True):
+        line = [cell(c, r.get(c)) for c in columns]
+        if res.status in ("failed", "invalid") and res.reason and not wide:
+            line[1] = f"{res.status}: {printable(res.reason)}"
+        cells.append(line)
+    console = Console()
+    if console.is_terminal and len(cells) <= RICH_ROWS:
+        table = Table(title=f"detk8s results in {uri}", title_justify="left")
+        for col in columns:
+            table.add_column(col, justify="right" if col in NUMERIC else "left")
+        for line in cells:
+            table.add_row(*(Text(v) for v in line))  # stored text is not rich markup
+        console.print(table)
+    else:
+        sys.stdout.write(plain_table(columns, cells))
 
 
 def _fill_from_configs(proj: Project, results: list[RunResult]) -> None:

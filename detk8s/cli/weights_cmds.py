@@ -25,9 +25,13 @@ def push(
     source: Annotated[str, typer.Argument(help="An http(s) URL or a local file.")],
     to: Annotated[
         str | None,
-        typer.Option(help=f"Storage prefix (default: <project storage>/{WEIGHTS_PREFIX})."),
+        typer.Option(
+            metavar="URI", help=f"Storage prefix (default: <project storage>/{WEIGHTS_PREFIX})."
+        ),
     ] = None,
-    name: Annotated[str | None, typer.Option(help="Object name (default: the file's).")] = None,
+    name: Annotated[
+        str | None, typer.Option(metavar="NAME", help="Object name (default: the file's).")
+    ] = None,
 ) -> None:
     """Copy a weights file into storage and print the value for a run's `pretrain_weights`."""
     from detk8s.weights import download, parse_weights_source, redact

@@ -36,7 +36,23 @@ def _message(err: Any) -> str:
         msg = msg[0].lower() + msg[1:]
     if kind != "value_error":
         msg += f" (got {_shown(err['loc'], err.get('input'))})"
+    if kind in _NUMBER_TYPES and _is_quoted_number(err.get("input")):
+        msg += ": write the number without quotes"
     return msg
+
+
+# Values are read as YAML typed them (as Kubernetes reads manifests): "2" is text, not a number.
+_NUMBER_TYPES = {"int_type", "float_type"}
+
+
+def _is_quoted_number(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 # Where a value may be a credential: never echoed, not even its start.

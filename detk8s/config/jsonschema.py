@@ -10,8 +10,11 @@ from detk8s.config.layered import BASE_KEY
 from detk8s.config.schema import RunConfig
 
 
-def run_config_schema(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """`sections`: each framework's settings schema, by framework name."""
+def run_config_schema(
+    sections: dict[str, dict[str, Any]], datasets: list[str] | None = None
+) -> dict[str, Any]:
+    """`sections`: each framework's settings schema, by framework name; `datasets`: the
+    project's dataset names, when the schema is made for one project."""
     schema = RunConfig.model_json_schema()
     schema.pop("required", None)
     schema["properties"].pop("name", None)  # the file name
@@ -26,6 +29,8 @@ def run_config_schema(sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
         section["description"] = f"Settings of the {name} framework (framework: {name})."
         schema["properties"][name] = section
     schema["properties"]["framework"]["enum"] = sorted(sections)
+    if datasets:
+        schema["properties"]["dataset"]["enum"] = sorted(datasets)
     schema["additionalProperties"] = False
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "detk8s run config"

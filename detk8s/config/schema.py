@@ -6,6 +6,7 @@ section of detk8s.yaml, and a run (or a base it inherits) changes them for itsel
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 from pathlib import PurePosixPath
 from typing import Annotated, Any, Literal
@@ -33,8 +34,9 @@ from detk8s.kube_values import (
     Quantity,
     SecretKey,
 )
+from detk8s.labels import MANAGED_BY_LABEL, RESERVED_PREFIXES
 from detk8s.names import RUN_NAME, RUN_NAME_RULE, job_name
-from detk8s.paths import IMAGE_GID, IMAGE_UID
+from detk8s.paths import AFFINITY_SCHEMA, IMAGE_GID, IMAGE_UID, data_path
 from detk8s.weights import parse_weights_source
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
@@ -85,40 +87,66 @@ InputSize = Annotated[int, Field(ge=32, le=4096)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """A config section: unknown keys are errors, and values are taken as YAML typed them, as
+    Kubernetes takes a manifest's (`gpus: "2"` is text, not a number; `nodes: true` no count)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Nccl(Strict):
     """NCCL settings, rendered as NCCL_* env; the usual fixes for multi-GPU hangs."""
 
-    debug: Literal["VERSION", "WARN", "INFO", "TRACE"] = "WARN"
-    ib_disable: bool = True
-    p2p_disable: bool = False
-    socket_ifname: str | None = "eth0"
+    debug: Literal["VERSION", "WARN", "INFO", "TRACE"] = Field(
+        "WARN", description="NCCL_DEBUG: how much NCCL logs."
+    )
+    ib_disable: bool = Field(True, description="NCCL_IB_DISABLE: no InfiniBand (pod networks).")
+    p2p_disable: bool = Field(False, description="NCCL_P2P_DISABLE: no GPU peer-to-peer copies.")
+    socket_ifname: str | None = Field(
+        "eth0", description="NCCL_SOCKET_IFNAME: the pod's interface (null: NCCL picks)."
+    )
 
 
 class Resources(Strict):
     """Requests for each replica (pod); GPUs come from `gpus`."""
 
-    cpu: Quantity = "8"
-    memory: Quantity = "32Gi"
+    cpu: Quantity = Field("8", description="CPU request (a Kubernetes quantity: 8, 7500m).")
+    memory: Quantity = Field(
+        "32Gi", description="Memory request and limit (a Kubernetes quantity: 32Gi)."
+    )
 
 
 class RunPolicy(Strict):
-    backoff_limit: Annotated[int, Field(ge=0, le=1000)] = 3
-    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = 7 * 24 * 3600
-    active_deadline_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)] | None = None
-    clean_pod_policy: Literal["None", "Running", "All"] = "Running"
+    """The job's runPolicy (Kubeflow Training Operator)."""
+
+    backoff_limit: Annotated[int, Field(ge=0, le=1000)] = Field(
+        3, description="Restarts of failed pods before the job fails."
+    )
+    ttl_seconds_after_finished: Annotated[int, Field(ge=0, le=INT32_MAX)] | None = Field(
+        7 * 24 * 3600, description="Delete the finished job after this long (null: keep it)."
+    )
+    active_deadline_seconds: Annotated[int, Field(gt=0, le=10 * 365 * 86400)] | None = Field(
+        None, description="Fail the job after running this long."
+    )
+    clean_pod_policy: Literal["None", "Running", "All"] = Field(
+        "Running", description="Which pods to delete when the job ends."
+    )
 
 
 class Toleration(Strict):
-    key: LabelKey | None = None
-    operator: Literal["Exists", "Equal"] = "Exists"
-    value: LabelValue | None = None
-    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
-    toleration_seconds: int | None = Field(None, ge=0, alias="tolerationSeconds")
+    """A Kubernetes toleration of the pods."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    key: LabelKey | None = Field(None, description="The taint's key (none: every taint).")
+    operator: Literal["Exists", "Equal"] = Field("Exists", description="How value is matched.")
+    value: LabelValue | None = Field(None, description="The taint's value, for operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="The taint effect tolerated (none: all)."
+    )
+    toleration_seconds: int | None = Field(
+        None, ge=0, alias="tolerationSeconds",
+        description="How long a NoExecute taint is tolerated before eviction.",
+    )  # fmt: skip
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True)
 
     @model_validator(mode="after")
     def _as_kubernetes_takes_it(self) -> Toleration:
@@ -132,8 +160,46 @@ class Toleration(Strict):
 
 
 class SecretRef(Strict):
-    secret: DnsSubdomain
-    key: SecretKey
+    """A key of a Kubernetes Secret in the job's namespace."""
+
+    secret: DnsSubdomain = Field(description="The Secret's name.")
+    key: SecretKey = Field(description="The key in the Secret.")
+
+
+class Scheduling(Strict):
+    """Gang scheduling with Volcano: every replica is placed, or none (runPolicy.schedulingPolicy
+    and schedulerName on the pods; the operator creates the PodGroup)."""
+
+    scheduler: Literal["volcano"] = Field("volcano", description="The gang scheduler.")
+    queue: DnsLabel | None = Field(None, description="The Volcano queue.")
+    min_available: Annotated[int, Field(ge=1)] | None = Field(
+        None, description="Replicas that must fit together; default: all of them."
+    )
+    priority_class: DnsSubdomain | None = Field(None, description="The PodGroup's priority.")
+    timeout_seconds: Annotated[int, Field(ge=1, le=INT32_MAX)] | None = Field(
+        None, description="How long the PodGroup may wait to be scheduled."
+    )
+
+
+def _not_reserved(v: dict[str, Any]) -> dict[str, Any]:
+    for key in v:
+        if key == MANAGED_BY_LABEL or key.startswith(RESERVED_PREFIXES):
+            raise ValueError(f"{key} is set by detk8s, the operator or the scheduler")
+    return v
+
+
+def _affinity(v: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A Kubernetes affinity block, checked against Kubernetes' own schema."""
+    if v is None:
+        return v
+    import jsonschema  # only runs that set affinity pay for it
+
+    schema = json.loads(data_path(AFFINITY_SCHEMA).read_text(encoding="utf-8"))
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(v))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path)
+        raise ValueError(f"{where + ': ' if where else ''}{error.message}")
+    return v
 
 
 class RunConfig(Strict):
@@ -178,12 +244,16 @@ class RunConfig(Strict):
     secret_env: dict[EnvName, SecretRef] = Field(
         default_factory=dict, description="Env from Kubernetes Secrets: NAME: {secret, key}."
     )
-    resources: Resources = Resources()
+    resources: Resources = Field(Resources(), description="CPU and memory per replica.")
     shm_size: Quantity = Field("16Gi", description="/dev/shm size (a Memory emptyDir).")
-    nccl: Nccl = Nccl()
-    node_selector: dict[LabelKey, LabelValue] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    priority_class: DnsSubdomain | None = None
+    nccl: Nccl = Field(Nccl(), description="NCCL settings, rendered as NCCL_* env.")
+    node_selector: dict[LabelKey, LabelValue] = Field(
+        default_factory=dict, description="Node labels the pods must run on."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints the pods tolerate (GPU nodes often have one)."
+    )
+    priority_class: DnsSubdomain | None = Field(None, description="The pods' PriorityClass.")
     run_as_user: Annotated[int, Field(ge=1, le=INT32_MAX)] = Field(
         IMAGE_UID, description="The UID the containers run as (never 0); the image's by default."
     )
@@ -195,15 +265,45 @@ class RunConfig(Strict):
         description="Run the pods as this service account, with its token mounted; default: "
         "none mounted (the trainers need no API access).",
     )
-    restart_policy: Literal["OnFailure", "Never", "ExitCode", "Always"] = "OnFailure"
+    namespace: DnsLabel | None = Field(
+        None, description="The run's namespace; default: the project's, then the context's."
+    )
+    labels: Annotated[dict[LabelKey, LabelValue], AfterValidator(_not_reserved)] = Field(
+        default_factory=dict, description="Added to the job and to every pod."
+    )
+    annotations: Annotated[dict[LabelKey, str], AfterValidator(_not_reserved)] = Field(
+        default_factory=dict, description="Added to the job and to every pod."
+    )
+    queue: DnsLabel | None = Field(
+        None,
+        description="Kueue LocalQueue: the job is created suspended, with the queue-name label, "
+        "and Kueue admits it.",
+    )
+    scheduling: Scheduling | None = Field(None, description="Gang scheduling (Volcano).")
+    image_pull_secrets: list[DnsSubdomain] = Field(
+        default_factory=list, description="Secrets to pull the image with."
+    )
+    affinity: Annotated[dict[str, Any] | None, AfterValidator(_affinity)] = Field(
+        None, description="A Kubernetes affinity block for every pod (node and pod affinity)."
+    )
+    sidecars: bool = Field(
+        False,
+        description="Let a service mesh inject its sidecar (sidecar.istio.io/inject); off by "
+        "default: a sidecar keeps a finished training pod running.",
+    )
+    restart_policy: Literal["OnFailure", "Never", "ExitCode", "Always"] = Field(
+        "OnFailure", description="The replicas' restart policy (the operator's)."
+    )
     termination_grace_seconds: Annotated[int, Field(ge=1, le=86400)] = Field(
         120, description="SIGTERM to SIGKILL: time to stop training and store the checkpoint."
     )
-    run_policy: RunPolicy = RunPolicy()
+    run_policy: RunPolicy = Field(
+        RunPolicy(), description="Backoff, cleanup and deadline of the job (its runPolicy)."
+    )
 
     # Extra keys are kept for the framework registry: the framework's section, or mistakes it
     # reports (unknown keys, keys that moved into a section).
-    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=())
+    model_config = ConfigDict(extra="allow", frozen=True, protected_namespaces=(), strict=True)
 
     @field_validator("name")
     @classmethod
@@ -243,6 +343,16 @@ class RunConfig(Strict):
                 raise ValueError(f"{name} is set by {owner} in every pod: the run's value would "
                                  "be replaced, or break it")  # fmt: skip
         return v
+
+    @model_validator(mode="after")
+    def _one_queueing_layer(self) -> RunConfig:
+        if self.queue and self.scheduling:
+            raise ValueError("queue (Kueue) and scheduling (Volcano) are two queueing layers: "
+                             "use one")  # fmt: skip
+        if self.scheduling and (self.scheduling.min_available or 0) > self.nodes:
+            raise ValueError(f"scheduling.min_available {self.scheduling.min_available} is more "
+                             f"than the job's {self.nodes} replica(s)")  # fmt: skip
+        return self
 
     @property
     def total_batch(self) -> int:

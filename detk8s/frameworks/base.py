@@ -10,6 +10,7 @@ An adapter speaks twice in a run's life:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -103,6 +104,66 @@ def resume_order(role: str, epoch: int | None) -> float:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """Where training is, from the newest progress line of its log (counts 1-based)."""
+
+    epoch: int
+    epochs: int | None
+    iteration: int | None = None
+    iterations: int | None = None
+    loss: float | None = None
+    eta: str | None = None  # as the trainer prints it, or estimated
+
+    def __str__(self) -> str:
+        parts = [f"epoch {self.epoch}/{self.epochs or '?'}"]
+        if self.iteration is not None:
+            parts.append(f"iter {self.iteration}/{self.iterations or '?'}")
+        if self.loss is not None:
+            parts.append(f"loss {self.loss:.4g}")
+        if self.eta:
+            parts.append(f"ETA {self.eta}")
+        return ", ".join(parts)
+
+
+# A point in a training log: its offset in the text, and what it says.
+Logged = tuple[int, Progress]
+Evaluation = tuple[int, float]  # offset, mAP@0.5 in percent
+
+
+@dataclass(frozen=True)
+class Curves:
+    """A run's training as a function of its epochs (1-based), read from its log."""
+
+    loss: dict[int, float]  # the mean loss of the epoch's logged iterations
+    map50: dict[int, float]  # mAP@0.5 (%) of the evaluation that followed the epoch
+
+
+def latest_progress(adapter: FrameworkAdapter, run: Run, log: str) -> Progress | None:
+    """Where training is: its log's newest progress line."""
+    lines = adapter.progress_lines(run, log)
+    return lines[-1][1] if lines else None
+
+
+def curves(adapter: FrameworkAdapter, run: Run, log: str) -> Curves:
+    """Loss and mAP per epoch. An evaluation belongs to the epoch of the progress line before
+    it; a resumed run logs epochs again, and the later attempt's values count."""
+    lines = adapter.progress_lines(run, log)
+    losses: dict[int, list[float]] = {}
+    for _, p in lines:
+        if p.loss is not None:
+            losses.setdefault(p.epoch, []).append(p.loss)
+    offsets = [offset for offset, _ in lines]
+    maps: dict[int, float] = {}
+    for offset, value in adapter.evaluations(run, log):
+        before = bisect.bisect_right(offsets, offset)
+        if before:
+            maps[lines[before - 1][1].epoch] = value
+    return Curves(
+        {e: sum(v) / len(v) for e, v in sorted(losses.items())}, dict(sorted(maps.items()))
+    )
+
+
+@dataclass(frozen=True)
 class Schedule:
     """The model's learning-rate recipe, as `detk8s validate` shows it."""
 
@@ -161,6 +222,14 @@ class FrameworkAdapter(Protocol):
         self, run: Run, layout: Layout, replica: Replica, weights: Checkpoint
     ) -> Command:
         """Evaluation of `weights` on the val list: one process, on rank 0 only."""
+        ...
+
+    def progress_lines(self, run: Run, log: str) -> list[Logged]:
+        """Every progress line of a training log (or of its tail), in order."""
+        ...
+
+    def evaluations(self, run: Run, log: str) -> list[Evaluation]:
+        """Every evaluation on the val list that training logged, in order."""
         ...
 
     def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:

@@ -8,6 +8,7 @@ The paddledet wheel ships no tools/train.py, so training goes through `paddledet
 from __future__ import annotations
 
 import json
+import re
 from functools import cache
 from pathlib import Path
 from typing import Annotated, Any, ClassVar
@@ -17,11 +18,21 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from detk8s import yaml_io
 from detk8s.config.schema import InputSize
-from detk8s.frameworks.base import Checkpoint, Command, Plan, Run, Schedule, stride_problem
+from detk8s.frameworks.base import (
+    Checkpoint,
+    Command,
+    Evaluation,
+    Logged,
+    Plan,
+    Progress,
+    Run,
+    Schedule,
+    stride_problem,
+)
 from detk8s.layout import Layout
 from detk8s.paths import model_configs_dir
 from detk8s.replica import Replica
-from detk8s.results.metrics import Metrics, parse_metrics
+from detk8s.results.metrics import Metrics, map50_points, parse_metrics
 from detk8s.weights import parse_weights_source
 
 NAME = "paddledet"
@@ -31,6 +42,10 @@ VOC_FIELDS = ["image", "gt_bbox", "gt_class", "difficult"]
 # Checkpoint names ppdet gives: <epoch index>, model_final (last epoch) and best_model (best AP on
 # the val list, with --eval); paddledet_worker.py writes best_model.json beside the latter.
 FINAL, BEST = "model_final", "best_model"
+_PROGRESS = re.compile(
+    r"Epoch: \[(?P<epoch>\d+)\] \[\s*(?P<iter>\d+)/(?P<iters>\d+)\].*? loss: (?P<loss>[\d.]+)"
+    r".*? eta: (?P<eta>(?:\d+ days?, )?[\d:]+)"
+)
 # Our model configs say for which total batch their base_lr is (ppdet ignores the key).
 REFERENCE_BATCH_KEY = "reference_total_batch"
 
@@ -48,7 +63,7 @@ TrainSize = Annotated[InputSize, AfterValidator(_stride_32)]
 class PaddleDetSettings(BaseModel):
     """The `paddledet:` section of a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     config: str = Field(
         description="Our model config, a file of configs/paddledet/ (picodet_s_320_voc.yml)."
@@ -331,6 +346,18 @@ class PaddleDetAdapter:
             layout.python, self.worker(layout), "eval",
             "--config", f"{layout.config_dir}/{CONFIG_FILE}", "--weights", str(weights.weights),
         ])  # fmt: skip
+
+    def progress_lines(self, run: Run, log: str) -> list[Logged]:
+        """`Epoch: [3] [ 10/182] ... loss: 1.2 ... eta: 0:10:00` (epochs counted from 0)."""
+        return [
+            (m.start(), Progress(int(m["epoch"]) + 1, run.config.epochs, int(m["iter"]) + 1,
+                                 int(m["iters"]), float(m["loss"]), m["eta"]))
+            for m in _PROGRESS.finditer(log)
+        ]  # fmt: skip
+
+    def evaluations(self, run: Run, log: str) -> list[Evaluation]:
+        """`mAP(0.50, 11point) = 45.1%` (VOC) or the COCO AP50 line, after snapshot epochs."""
+        return map50_points(log)
 
     def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:
         """VOC mAP, per-class AP (the worker evaluates classwise) and FPS, as ppdet logs them."""

@@ -24,7 +24,10 @@ from detk8s.frameworks.base import (
     Checkpoint,
     CheckpointRole,
     Command,
+    Evaluation,
+    Logged,
     Plan,
+    Progress,
     Run,
     Schedule,
     checkout_dir,
@@ -43,9 +46,13 @@ ATTEMPT = "from-epoch-{}"  # a training attempt's --model-dir, by the epochs don
 DEFAULT_SIZE = 300  # what every net but mb1-ssd is fixed at
 _CHECKPOINT = re.compile(r"^(?P<net>.+)-Epoch-(?P<epoch>\d+)-Loss-(?P<loss>.+)\.pth$")
 _ATTEMPT = re.compile(r"^from-epoch-(\d+)$")
+_PROGRESS = re.compile(
+    r"Epoch: (?P<epoch>\d+), Step: (?P<step>\d+)/(?P<steps>\d+), Avg Loss: (?P<loss>[\d.]+)"
+)
 _LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d - ")
 _PER_CLASS = re.compile(r"^(?:Epoch: (\d+), )?Average Precision Per-class:\s*$")
 _CLASS_AP = re.compile(r"^    (\S.*?): (\S+)\s*$")
+_MEAN_AP_LINE = re.compile(r"Mean Average Precision \(mAP\):[ \t]+(\S+)")
 _MEAN_AP = re.compile(r"^(?:Epoch: (\d+), )?Mean Average Precision \(mAP\):\s+(\S+)\s*$")
 
 Net = Literal["mb1-ssd", "mb1-ssd-lite", "mb2-ssd-lite", "vgg16-ssd", "sq-ssd-lite"]
@@ -54,7 +61,7 @@ Net = Literal["mb1-ssd", "mb1-ssd-lite", "mb2-ssd-lite", "vgg16-ssd", "sq-ssd-li
 class SsdSettings(BaseModel):
     """The `ssd:` section of a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     net: Net = Field("mb1-ssd", description="The network (--net).")
     code_dir: str | None = Field(
@@ -66,16 +73,18 @@ class SsdSettings(BaseModel):
     validation_epochs: PositiveInt = Field(
         1, description="Validate (and save a checkpoint) every this many epochs."
     )
-    scheduler: Literal["cosine", "multi-step"] = "cosine"
+    scheduler: Literal["cosine", "multi-step"] = Field(
+        "cosine", description="The learning-rate schedule."
+    )
     t_max: PositiveFloat | None = Field(
         None, description="Cosine period in epochs; default: the epochs of the attempt."
     )
     milestones: list[PositiveInt] | None = Field(None, description="multi-step: epochs.")
-    momentum: float = Field(0.9, ge=0)
-    weight_decay: float = Field(5e-4, ge=0)
+    momentum: float = Field(0.9, ge=0, description="SGD momentum.")
+    weight_decay: float = Field(5e-4, ge=0, description="SGD weight decay.")
     base_net_lr: PositiveFloat | None = Field(None, description="Default: the trainer's 0.001.")
     extra_layers_lr: PositiveFloat | None = Field(None, description="Default: the run's lr.")
-    freeze_base_net: bool = False
+    freeze_base_net: bool = Field(False, description="Freeze the backbone (base net).")
     freeze_net: bool = Field(False, description="Freeze everything but the prediction heads.")
     mb2_width_mult: PositiveFloat = Field(1.0, description="mb2-ssd-lite's width multiplier.")
 
@@ -219,6 +228,23 @@ class SsdAdapter:
             "--eval_dir", f"{layout.run_dir(run.name)}/{EVAL_DIR}",
             "--mb2_width_mult", f"{s.mb2_width_mult:g}",
         ])  # fmt: skip
+
+    def progress_lines(self, run: Run, log: str) -> list[Logged]:
+        """`Epoch: 3, Step: 10/182, Avg Loss: 7.35, ...` (epochs from 0, within an attempt)."""
+        return [
+            (m.start(), Progress(int(m["epoch"]) + 1, run.config.epochs, int(m["step"]),
+                                 int(m["steps"]), float(m["loss"])))
+            for m in _PROGRESS.finditer(log)
+        ]  # fmt: skip
+
+    def evaluations(self, run: Run, log: str) -> list[Evaluation]:
+        """`Epoch: 5, Mean Average Precision (mAP):  0.0086` (a fraction) every
+        `validation_epochs`."""
+        return [
+            (m.start(), round(value * 100, 2))
+            for m in _MEAN_AP_LINE.finditer(log)
+            if (value := _number(m.group(1))) is not None
+        ]
 
     def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:
         return parse_ap_output(eval_output)

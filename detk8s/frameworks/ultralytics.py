@@ -20,7 +20,17 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from detk8s import podenv, yaml_io
-from detk8s.frameworks.base import Checkpoint, CheckpointRole, Command, Plan, Run, Schedule
+from detk8s.frameworks.base import (
+    Checkpoint,
+    CheckpointRole,
+    Command,
+    Evaluation,
+    Logged,
+    Plan,
+    Progress,
+    Run,
+    Schedule,
+)
 from detk8s.layout import Layout
 from detk8s.paths import model_configs_dir
 from detk8s.replica import Replica
@@ -55,6 +65,13 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _VAL_ROW = re.compile(
     r"^\s*(\S+)\s+(\d+)\s+(\d+)\s+([0-9.eE+-]+)\s+([0-9.eE+-]+)\s+([0-9.eE+-]+)\s+([0-9.eE+-]+)\s*$"
 )
+_PROGRESS = re.compile(
+    r"(?P<epoch>\d+)/(?P<last>\d+)\s+\S+\s+(?P<box>[\d.]+)\s+(?P<obj>[\d.]+)\s+(?P<cls>[\d.]+)\s+"
+    r"\d+\s+\d+:\s+\d+%\|[^|]*\|\s*(?P<iter>\d+)/(?P<iters>\d+) "
+    r"\[(?P<elapsed>[\d:]+)<(?P<left>[\d:?]+)"
+)
+_ALL_ROW = re.compile(r"^\s+all\s+\d+\s+\d+\s+\S+\s+\S+\s+([0-9.]+)\s+\S+\s*$", re.M)
+_TRAINING_DONE = " epochs completed in "
 _SPEED = re.compile(
     r"Speed: ([0-9.]+)ms pre-process, ([0-9.]+)ms inference, ([0-9.]+)ms NMS per image"
 )
@@ -63,7 +80,7 @@ _SPEED = re.compile(
 class UltralyticsSettings(BaseModel):
     """The `ultralytics:` section of a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     cfg: str = Field(
         description="Model definition: a model YAML of the yolov5 package (yolov5s.yaml, "
@@ -75,7 +92,7 @@ class UltralyticsSettings(BaseModel):
     hyp_overrides: dict[str, float] = Field(
         default_factory=dict, description="Hyper-parameters set verbatim (lr0 is the run's lr)."
     )
-    optimizer: Literal["SGD", "Adam", "AdamW"] = "SGD"
+    optimizer: Literal["SGD", "Adam", "AdamW"] = Field("SGD", description="train.py's optimizer.")
     cos_lr: bool = Field(False, description="Cosine instead of linear learning-rate decay.")
     workers: NonNegativeInt = Field(8, description="DataLoader workers per process.")
     patience: NonNegativeInt = Field(100, description="Stop after this many epochs without "
@@ -245,6 +262,22 @@ class UltralyticsAdapter:
             "--project", layout.run_dir(c.name), "--name", VAL_DIR, "--exist-ok",
         ], unset=podenv.TORCH_PROCESS_ENV)  # fmt: skip
 
+    def progress_lines(self, run: Run, log: str) -> list[Logged]:
+        """train.py's tqdm line `3/99  1.2G  0.06 0.01 0.02  11  640:  40%|..| 8/20 [00:05<00:07`
+        (epochs from 0): the losses summed; ETA from the bar's timing. Offsets are in the log
+        without its colour codes (as for `evaluations`)."""
+        return [(m.start(), _progress(m)) for m in _PROGRESS.finditer(_ANSI.sub("", log))]
+
+    def evaluations(self, run: Run, log: str) -> list[Evaluation]:
+        """The `all` row of the validation after each epoch (P R mAP50 mAP50-95, fractions);
+        not the validation of best.pt after `N epochs completed in`."""
+        text = _ANSI.sub("", log)
+        end = text.rfind(_TRAINING_DONE)
+        return [
+            (m.start(), round(float(m.group(1)) * 100, 2))
+            for m in _ALL_ROW.finditer(text, 0, end if end >= 0 else len(text))
+        ]
+
     def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:
         """val.py's table (the `all` row and one per class: P R mAP50 mAP50-95) and speed, and
         the per-epoch validation of training from results.csv."""
@@ -256,6 +289,16 @@ class UltralyticsAdapter:
             for row in rows
         ]  # fmt: skip
         return out
+
+
+def _progress(m: re.Match[str]) -> Progress:
+    epoch, epochs = int(m["epoch"]) + 1, int(m["last"]) + 1
+    left, done = _seconds(m["left"]), _seconds(m["elapsed"])
+    eta = None
+    if left is not None and done is not None:  # this epoch's rest, then the others whole
+        eta = _hms(left + (left + done) * (epochs - epoch))
+    loss = sum(float(m[k]) for k in ("box", "obj", "cls"))
+    return Progress(epoch, epochs, int(m["iter"]), int(m["iters"]), loss, eta)
 
 
 def parse_val_output(text: str) -> Metrics:
@@ -315,6 +358,20 @@ def best_epoch(rows: list[dict[str, str]]) -> int | None:
         if best is None or fitness >= best:
             best, epoch = fitness, int(float(row[CSV_EPOCH])) + 1
     return epoch
+
+
+def _seconds(clock: str) -> int | None:
+    """tqdm's [h:]mm:ss as seconds; None for `?`."""
+    if not clock or "?" in clock:
+        return None
+    total = 0
+    for part in clock.split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
+def _hms(seconds: int) -> str:
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _whole(path: Path) -> bool:

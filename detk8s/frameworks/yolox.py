@@ -26,7 +26,10 @@ from detk8s.frameworks.base import (
     Checkpoint,
     CheckpointRole,
     Command,
+    Evaluation,
+    Logged,
     Plan,
+    Progress,
     Run,
     Schedule,
     checkout_dir,
@@ -34,7 +37,7 @@ from detk8s.frameworks.base import (
 from detk8s.frameworks.torch_checkpoint import checkpoint_values
 from detk8s.layout import Layout
 from detk8s.replica import Replica
-from detk8s.results.metrics import Metrics, parse_metrics
+from detk8s.results.metrics import Metrics, map50_points, parse_metrics
 from detk8s.weights import parse_weights_source
 
 NAME = "yolox"
@@ -63,13 +66,17 @@ FROM_THE_RUN = {
     "num_classes": "the dataset's classes", "max_epoch": "epochs", "basic_lr_per_img": "lr",
     "output_dir": "the run's dir", "data_num_workers": "yolox.workers",
 }  # fmt: skip
+_PROGRESS = re.compile(
+    r"epoch: (?P<epoch>\d+)/(?P<epochs>\d+), iter: (?P<iter>\d+)/(?P<iters>\d+),.*?"
+    r"total_loss: (?P<loss>[\d.]+).*?ETA: (?P<eta>[^\n]+)"
+)
 _OPT_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class YoloxSettings(BaseModel):
     """The `yolox:` section of a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     code: Literal["yolox", "miemiedetection"] = Field(
         "yolox",
@@ -285,6 +292,18 @@ class YoloxAdapter:
         args += ["--fp16"] if s.fp16 else []
         args += self._opts(run)
         return Command([layout.python, *args], env={"PYTHONPATH": code})
+
+    def progress_lines(self, run: Run, log: str) -> list[Logged]:
+        """`epoch: 3/300, iter: 10/182, ... total_loss: 5.2, ... ETA: 1 day, 2:03:04`."""
+        return [
+            (m.start(), Progress(int(m["epoch"]), int(m["epochs"]), int(m["iter"]),
+                                 int(m["iters"]), float(m["loss"]), m["eta"].strip()))
+            for m in _PROGRESS.finditer(log)
+        ]  # fmt: skip
+
+    def evaluations(self, run: Run, log: str) -> list[Evaluation]:
+        """The COCO AP50 line of each evaluation (every `eval_interval` epochs)."""
+        return map50_points(log)
 
     def metrics(self, run: Run, layout: Layout, eval_output: str) -> Metrics:
         """The twelve COCO AP/AR lines and `Average forward time`."""

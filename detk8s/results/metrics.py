@@ -119,3 +119,15 @@ def _last_coco_block(text: str) -> tuple[dict[str, float], list[str]] | None:
     block = found[starts[-1] : starts[-1] + n]
     values = dict(zip(COCO_KEYS, (float(m.group(6)) for m in block), strict=True))
     return values, [_line_of(text, m) for m in block]
+
+
+def map50_points(text: str) -> list[tuple[int, float]]:
+    """Every evaluation's mAP@0.5 in `text` (percent), by offset: ppdet's VOC line, or the
+    COCO AP50 line."""
+    points = [(m.start(), float(m.group(2))) for m in _VOC.finditer(text)]
+    points += [
+        (m.start(), round(float(m.group(6)) * 100, 2))
+        for m in _COCO.finditer(text)
+        if m.group(2) == "AP" and m.group(3) == "0.50" and m.group(4) == "all"
+    ]
+    return sorted(points)

@@ -1,5 +1,6 @@
-"""S3-compatible storage through boto3 (AWS, MinIO, Ceph RGW). Credentials come from the
-environment (or the pod's Secret), never from config files."""
+"""S3-compatible storage through boto3 (AWS, MinIO, Ceph RGW). Credentials and region come from
+boto3's own chain (AWS_* env, the pod's Secret, AWS_PROFILE and ~/.aws), the project's
+`storage.region` and `endpoint_url` over it; never from files detk8s renders."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class S3Storage:
         self.client: Any = boto3.session.Session().client(
             "s3",
             endpoint_url=endpoint,
-            region_name=region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+            region_name=region,  # else boto3's own: AWS_REGION, AWS_PROFILE, ~/.aws/config
             config=Config(
                 retries={"mode": "adaptive", "max_attempts": 8},
                 max_pool_connections=MAX_POOL,

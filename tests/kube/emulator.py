@@ -33,11 +33,15 @@ import aiohttp.web
 import attrs
 import kmock
 import pytest
+import yaml
 from kmock._internal import parsing, rendering
+
+from kube import apply as field_owners
 
 JSON = dict[str, Any]
 Key = tuple[kmock.resource, "str | None", str]
 
+APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply (tests/kube/apply.py)
 KUBEFLOW = "kubeflow.org"
 LABEL_JOB = "training.kubeflow.org/job-name"
 LABEL_OPERATOR = "training.kubeflow.org/operator-name"
@@ -642,9 +646,15 @@ class KubeAPI(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(self.get_or_404(spec, ns, name))
         if method == "PATCH":
             ctype = request.headers.get("Content-Type", "").split(";")[0].strip()
+            manager, force = params.get("fieldManager"), parse_bool(params.get("force"))
+            if ctype == APPLY_PATCH:
+                data = request.data if request.data is not None else yaml.safe_load(request.text)
+                obj, created = await self.apply(spec, ns, name, data, manager, force, dry_run)
+                return aiohttp.web.json_response(obj, status=201 if created else 200)
             obj = await self.patch(
-                spec, ns, name, request.data, ctype, subresource=info.subresource, dry_run=dry_run
-            )
+                spec, ns, name, request.data, ctype, subresource=info.subresource,
+                dry_run=dry_run, manager=manager,
+            )  # fmt: skip
             return aiohttp.web.json_response(obj)
         if method == "PUT":
             if not isinstance(request.data, dict):
@@ -852,6 +862,7 @@ class KubeAPI(kmock.KubernetesEmulator):
         *,
         subresource: str | None = None,
         dry_run: bool = False,
+        manager: str | None = None,
     ) -> JSON:
         old = self.get_or_404(spec, ns, name)
         if content_type == "application/json-patch+json" and isinstance(body, list):
@@ -872,12 +883,35 @@ class KubeAPI(kmock.KubernetesEmulator):
         else:
             raise api_error(
                 415,
-                f"the body of the request was in an unknown format "
-                f"({content_type}); server-side apply is not emulated",
+                f"the body of the request was in an unknown format ({content_type})",
             )
+        new = self._scope(spec, old, new, subresource)
+        if manager:
+            new = field_owners.record_update(old, new, manager)
+        return await self._store_update(spec, old, new, dry_run)
+
+    async def apply(
+        self, spec: ResourceSpec, ns: str | None, name: str, body: Any, manager: str | None,
+        force: bool, dry_run: bool,
+    ) -> tuple[JSON, bool]:  # fmt: skip
+        """Server-side apply (tests/kube/apply.py): creates, or merges what `manager` sends."""
+        if not manager:
+            raise api_error(422, "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: "
+                                 "Required value: is required for apply patch")  # fmt: skip
+        if not isinstance(body, dict):
+            raise api_error(400, "the body of the request was in an unknown format")
+        old = self.get(spec, ns, name)
+        new, conflicts = field_owners.apply(old, body, manager, force)
+        if conflicts:
+            raise api_error(409, f"Apply failed with {len(conflicts)} conflict"
+                                 f"{'s' if len(conflicts) > 1 else ''}: {'; '.join(conflicts)}",
+                            name=name, kind=spec.plural)  # fmt: skip
+        if old is None:
+            new["metadata"]["name"] = name
+            return await self.create(spec, ns, new, dry_run=dry_run), True
         return await self._store_update(
-            spec, old, self._scope(spec, old, new, subresource), dry_run
-        )
+            spec, old, self._scope(spec, old, new, None), dry_run
+        ), False
 
     async def replace(
         self,
@@ -1255,11 +1289,14 @@ class KubeEmulator:
         patch: JSON,
         *,
         subresource: str | None = None,
+        manager: str | None = None,
     ) -> JSON:
-        """JSON merge patch; ``subresource="status"`` to write status."""
+        """JSON merge patch; ``subresource="status"`` to write status; ``manager`` owns what it
+        changes (as `kubectl edit` does, its manager being kubectl-edit)."""
         return self.call(
-            self.api.patch, self.spec(kind), namespace, name, patch, subresource=subresource
-        )
+            self.api.patch, self.spec(kind), namespace, name, patch,
+            subresource=subresource, manager=manager,
+        )  # fmt: skip
 
     def delete(self, kind: str, namespace: str | None, name: str) -> JSON:
         return self.call(self.api.delete, self.spec(kind), namespace, name)

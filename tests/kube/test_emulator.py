@@ -412,20 +412,16 @@ def test_watch_honours_timeout_and_selectors(
 ) -> None:
     kube_api.add_pod(NS, "y4", "Worker", 0, phase="Pending")
     kube_api.add_pod(NS, "y3", "Worker", 0)
-
-    def operator() -> None:
-        time.sleep(0.2)
-        kube_api.set_pod_phase(NS, "y4-worker-0", "Running")
-        kube_api.add_pod(NS, "y4", "Worker", 1)
-
-    threading.Thread(target=operator).start()
     start = time.monotonic()
-    seen = [
-        (e["type"], e["object"].metadata.name, e["object"].status.phase)
-        for e in watch.Watch().stream(
-            core.list_namespaced_pod, NS, label_selector=WORKERS, timeout_seconds=1
-        )
-    ]
+    seen = []
+    stream = watch.Watch().stream(
+        core.list_namespaced_pod, NS, label_selector=WORKERS, timeout_seconds=1
+    )
+    for e in stream:  # the operator acts once the watch has started: no race with it
+        seen.append((e["type"], e["object"].metadata.name, e["object"].status.phase))
+        if len(seen) == 1:
+            kube_api.set_pod_phase(NS, "y4-worker-0", "Running")
+            kube_api.add_pod(NS, "y4", "Worker", 1)
     assert 0.9 < time.monotonic() - start < 3
     assert seen == [
         ("ADDED", "y4-worker-0", "Pending"),

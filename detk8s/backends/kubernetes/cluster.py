@@ -8,6 +8,8 @@ answers 409 and submit compares spec hashes.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +21,14 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, KINDS, JobKind
+from detk8s.backends.kubernetes.kinds import (
+    API_GROUP,
+    API_VERSION,
+    KINDS,
+    KUEUE_GROUP,
+    KUEUE_VERSION,
+    JobKind,
+)
 from detk8s.errors import DetkError
 from detk8s.yaml_io import read_mapping
 
@@ -55,10 +64,13 @@ def _retries() -> urllib3.Retry:
 
 
 class Cluster:
-    def __init__(self, context: str | None = None, namespace: str | None = None) -> None:
+    def __init__(
+        self, context: str | None = None, namespace: str | None = None,
+        kubeconfig: str | None = None,
+    ) -> None:  # fmt: skip
         cfg = client.Configuration()
         # Read KUBECONFIG now: the client reads it once, when first imported.
-        kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         for file in kubeconfig.split(os.pathsep):  # read as strictly as our own configs first
             path = Path(file).expanduser()
             if file and os.path.lexists(path):
@@ -89,6 +101,14 @@ class Cluster:
     @property
     def namespace(self) -> str:
         return self.target.namespace
+
+    def in_namespace(self, namespace: str | None) -> Cluster:
+        """This cluster (the same connection) acting in another namespace."""
+        if not namespace or namespace == self.namespace:
+            return self
+        view = copy.copy(self)
+        view.target = dataclasses.replace(self.target, namespace=namespace)
+        return view
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`fn(...)` with its failures as one-line ClusterErrors (ApiException 404/409 pass)."""
@@ -131,6 +151,17 @@ class Cluster:
             if job is not None:
                 return kind, job
         return None
+
+    def kueue_workloads(self) -> list[dict[str, Any]]:
+        """Kueue's Workloads in the namespace; none where Kueue is not installed."""
+        try:
+            listed: dict[str, Any] = self.call(
+                self.custom.list_namespaced_custom_object,
+                KUEUE_GROUP, KUEUE_VERSION, self.namespace, "workloads",
+            )  # fmt: skip
+        except (ApiException, ClusterError):  # 404: no Kueue; 403: not ours to read
+            return []
+        return list(listed.get("items") or [])
 
     def list_jobs(self, label_selector: str) -> list[tuple[JobKind, dict[str, Any]]]:
         out = []

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 API_GROUP = "kubeflow.org"
 API_VERSION = "v1"
 GPU_RESOURCE = "nvidia.com/gpu"
+# Kueue's Workload objects: one per queued job, owned by it, saying why it waits.
+KUEUE_GROUP = "kueue.x-k8s.io"
+KUEUE_VERSION = "v1beta1"
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import jinja2
 
 from detk8s import podenv, yaml_io
 from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, GPU_RESOURCE, KINDS
-from detk8s.labels import OP_REPLICA_INDEX, OP_REPLICA_TYPE, SPEC_HASH_LABEL
+from detk8s.labels import KUEUE_QUEUE_LABEL, OP_REPLICA_INDEX, OP_REPLICA_TYPE, SPEC_HASH_LABEL
 from detk8s.layout import POD
 from detk8s.paths import TEMPLATES_DIR, data_path, user_cache_dir
 from detk8s.spec import JobSpec
@@ -76,6 +76,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["tojson"] = _json
     env.filters["no_expansion"] = no_expansion
+    env.filters["pull_secret"] = lambda name: {"name": name}
     return env
 
 
@@ -92,6 +93,7 @@ def _render(template: str, job: JobSpec) -> Manifest:
             paths=POD_PATHS,
             op_labels={"replica_type": OP_REPLICA_TYPE, "replica_index": OP_REPLICA_INDEX},
             env_names=podenv,
+            kueue_label=KUEUE_QUEUE_LABEL,
         )
     )
     manifest: Manifest = yaml_io.load(text)

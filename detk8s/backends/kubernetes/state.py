@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from detk8s.labels import KUEUE_QUEUE_LABEL
+
 TERMINAL = ("Succeeded", "Failed")
 
 
@@ -14,10 +16,23 @@ def last_condition(job: dict[str, Any]) -> dict[str, Any] | None:
     return conditions[-1] if conditions else None
 
 
+QUEUED = "Queued"  # suspended by us for Kueue, and not admitted yet
+
+
 def job_state(job: dict[str, Any]) -> str:
-    """Created, Running, Restarting, Succeeded, Failed, Suspended; Pending before any."""
+    """Created, Running, Restarting, Succeeded, Failed, Suspended; Pending before any; Queued
+    while Kueue has not admitted it (it is still suspended, with its queue label)."""
     cond = last_condition(job)
-    return str(cond["type"]) if cond else "Pending"
+    state = str(cond["type"]) if cond else "Pending"
+    if state in ("Pending", "Created", "Suspended") and queued_in_kueue(job):
+        return QUEUED
+    return state
+
+
+def queued_in_kueue(job: dict[str, Any]) -> bool:
+    labels = (job.get("metadata") or {}).get("labels") or {}
+    run_policy = (job.get("spec") or {}).get("runPolicy") or {}
+    return KUEUE_QUEUE_LABEL in labels and bool(run_policy.get("suspend"))
 
 
 def is_terminal(job: dict[str, Any]) -> bool:

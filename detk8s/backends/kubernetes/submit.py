@@ -1,13 +1,17 @@
-"""Idempotent submission: what a careful engineer does with kubectl, for one run.
+"""Idempotent submission by server-side apply (field manager `detk8s`), as `kubectl apply
+--server-side` does: what others changed with kubectl apply or edit on fields detk8s sets is a
+conflict, reported and not overwritten (unless --force-conflicts).
 
-Same job name and same spec hash: nothing to do. Another hash: refuse unless --replace. A new
-job: ConfigMap first, then the job, then the ConfigMap gets the job as owner (so deleting the job
-deletes it); if the job cannot be created, the ConfigMap is removed again.
+Same job name and same spec hash: applied again (nothing changes, and a conflict shows). Another
+hash: refuse unless --replace, which deletes and recreates it (a training job's spec is not
+changed under it). A new job: ConfigMap first, then the job, then the ConfigMap gets the job as
+owner (so deleting the job deletes it); if the job cannot be created, the ConfigMap goes again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +25,8 @@ from detk8s.labels import SPEC_HASH_LABEL
 
 Manifest = dict[str, Any]
 DRY_RUN_ALL = "All"
+FIELD_MANAGER = "detk8s"
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 @dataclass(frozen=True)
@@ -46,24 +52,44 @@ def submit_manifests(
     manifests: list[Manifest],
     replace: bool = False,
     server_dry_run: bool = False,
+    force_conflicts: bool = False,
 ) -> Outcome:
     config_map, job = manifests
     kind = KINDS[job["kind"]]
     name = job["metadata"]["name"]
-    for m in manifests:  # the project's namespace or --namespace; the cluster's wins
+    for m in manifests:  # the run's namespace, -n's or the context's: where it is applied
         m["metadata"]["namespace"] = cluster.namespace
+    try:
+        return _submit(cluster, run, kind, config_map, job, replace, server_dry_run,
+                       force_conflicts)  # fmt: skip
+    except ApiException as e:  # 409 from an apply: fields someone else manages
+        if e.status != 409:
+            raise
+        return Outcome(
+            run,
+            name,
+            "refused",
+            f"{kind.plural}/{name}: {_status_message(e)}; "
+            "they were changed by someone else: --force-conflicts takes them back",
+        )
+
+
+def _submit(
+    cluster: Cluster, run: str, kind: JobKind, config_map: Manifest, job: Manifest,
+    replace: bool, server_dry_run: bool, force: bool,
+) -> Outcome:  # fmt: skip
+    name = job["metadata"]["name"]
     if server_dry_run:
-        cluster.call(
-            cluster.core.create_namespaced_config_map,
-            cluster.namespace, config_map, dry_run=DRY_RUN_ALL,
-        )  # fmt: skip
-        _create_job(cluster, kind, job, dry_run=DRY_RUN_ALL)
+        apply(cluster, None, config_map, force=True, dry_run=True)
+        apply(cluster, kind, job, force=force, dry_run=True)
         return Outcome(run, name, "validated", "the API server accepts it (nothing persisted)")
     existing = cluster.get_job(kind, name)
     action = "created"
     if existing is not None:
         if _hash(existing) == _hash(job):
-            return Outcome(run, name, "unchanged", f"already submitted: {job_state(existing)}")
+            applied = apply(cluster, kind, job, force=force)
+            apply(cluster, None, _owned(config_map, kind, applied), force=force)
+            return Outcome(run, name, "unchanged", f"already submitted: {job_state(applied)}")
         if not replace:
             return Outcome(
                 run, name, "refused",
@@ -73,44 +99,40 @@ def submit_manifests(
         delete_job(cluster, kind, name)
         _wait_gone(cluster, kind, name)
         action = "replaced"
-    _put_config_map(cluster, config_map)
+    # A leftover ConfigMap of an attempt whose job was never created is taken over (force).
+    apply(cluster, None, config_map, force=True)
     try:
-        created = _create_job(cluster, kind, job)
+        created = apply(cluster, kind, job, force=force)
     except BaseException:
         _delete_quietly(cluster, config_map["metadata"]["name"])
         raise
-    _own(cluster, config_map["metadata"]["name"], kind, created)
+    apply(cluster, None, _owned(config_map, kind, created), force=True)
     return Outcome(run, name, action)
 
 
-def _create_job(
-    cluster: Cluster, kind: JobKind, job: Manifest, dry_run: str | None = None
+def apply(
+    cluster: Cluster, kind: JobKind | None, obj: Manifest, force: bool, dry_run: bool = False
 ) -> Manifest:
-    kwargs = {"dry_run": dry_run} if dry_run else {}
-    created: Manifest = cluster.call(
-        cluster.custom.create_namespaced_custom_object,
-        API_GROUP, API_VERSION, cluster.namespace, kind.plural, job, **kwargs,
+    """Server-side apply of a job of `kind`, or of a ConfigMap (kind None). Through the client's
+    generic call: its typed patch methods pick a merge-patch content type for a dict body."""
+    ns, name = cluster.namespace, obj["metadata"]["name"]
+    if kind is None:
+        path = f"/api/v1/namespaces/{ns}/configmaps/{name}"
+    else:
+        path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{ns}/{kind.plural}/{name}"
+    query = [("fieldManager", FIELD_MANAGER), ("force", str(force).lower())]
+    if dry_run:
+        query.append(("dryRun", DRY_RUN_ALL))
+    applied: Manifest = cluster.call(
+        cluster.api.call_api, path, "PATCH", query_params=query, body=obj,
+        header_params={"Content-Type": APPLY_PATCH, "Accept": "application/json"},
+        response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
     )  # fmt: skip
-    return created
+    return applied
 
 
-def _put_config_map(cluster: Cluster, config_map: Manifest) -> None:
-    """Create, or take over a leftover of an earlier attempt (same name, no live job)."""
-    try:
-        cluster.call(cluster.core.create_namespaced_config_map, cluster.namespace, config_map)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        name = config_map["metadata"]["name"]
-        cluster.call(
-            cluster.core.patch_namespaced_config_map,
-            name, cluster.namespace,
-            {"metadata": {"labels": config_map["metadata"]["labels"], "ownerReferences": None},
-             "data": config_map["data"]},
-        )  # fmt: skip
-
-
-def _own(cluster: Cluster, config_map: str, kind: JobKind, job: Manifest) -> None:
+def _owned(config_map: Manifest, kind: JobKind, job: Manifest) -> Manifest:
+    """The ConfigMap with the job as its owner: deleting the job deletes it."""
     owner = {
         "apiVersion": f"{API_GROUP}/{API_VERSION}",
         "kind": kind.kind,
@@ -118,10 +140,15 @@ def _own(cluster: Cluster, config_map: str, kind: JobKind, job: Manifest) -> Non
         "uid": job["metadata"]["uid"],
         "blockOwnerDeletion": False,
     }
-    cluster.call(
-        cluster.core.patch_namespaced_config_map,
-        config_map, cluster.namespace, {"metadata": {"ownerReferences": [owner]}},
-    )  # fmt: skip
+    meta = {**config_map["metadata"], "ownerReferences": [owner]}
+    return {**config_map, "metadata": meta}
+
+
+def _status_message(e: ApiException) -> str:
+    try:
+        return str(json.loads(e.body).get("message") or e.reason)
+    except (TypeError, ValueError):
+        return str(e.reason)
 
 
 def _delete_quietly(cluster: Cluster, config_map: str) -> None:
