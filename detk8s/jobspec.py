@@ -170,6 +170,7 @@ def build_job_spec(
         run_as_user=run.run_as_user,
         run_as_group=run.run_as_group,
         service_account=run.service_account,
+        api=run.api,
     )
 
 

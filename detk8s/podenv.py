@@ -7,6 +7,9 @@ IMAGE = "DETK8S_IMAGE"  # the image the pod runs, recorded in eval.json
 REPLICA_TYPE = "DETK8S_REPLICA_TYPE"  # from the operator's replica-type label (downward API)
 REPLICA_INDEX = "DETK8S_REPLICA_INDEX"  # from its replica-index label
 RANK0_REPLICA = "DETK8S_RANK0_REPLICA"  # the replica type whose index 0 is rank 0
+# Set by detk8s's Paddle runtime for Trainer v2 (k8s_templates/clustertrainingruntime.yaml.j2).
+JOBSET = "DETK8S_JOBSET"  # the pod's JobSet (the TrainJob's name)
+POD_IP = "DETK8S_POD_IP"  # rank 0 listens on it: paddle's master binds its own address
 # Tuning knobs `detk8s exec` reads (seconds).
 CHECKPOINT_INTERVAL = "DETK8S_CHECKPOINT_INTERVAL"
 LOG_INTERVAL = "DETK8S_LOG_INTERVAL"

@@ -160,6 +160,8 @@ class Project:
 
     def _defaults(self) -> Layered:
         defaults = self.settings.defaults
+        if self.settings.api:  # the project's API, beneath every run as a default
+            defaults = {"api": self.settings.api, **defaults}
         return Layered(dict(defaults), key_origins(defaults, self.file))
 
     def load_run(self, name: str) -> LoadedRun:

@@ -40,6 +40,8 @@ class Replica:
             name = f"{env[podenv.REPLICA_TYPE]}-{env.get(podenv.REPLICA_INDEX, '0')}"
         if podenv.PADDLE_MASTER in env:  # a PaddleJob: node rank is the worker's index
             host, port = _host_port(env[podenv.PADDLE_MASTER])
+            if rank0 and env.get(podenv.POD_IP):  # Trainer v2: paddle's master binds to it
+                host = env[podenv.POD_IP]
             return cls(
                 node_rank=int(env.get(podenv.REPLICA_INDEX, "0")),
                 nnodes=int(env.get(podenv.PADDLE_NNODES, "1")),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from detk8s.config.schema import RunPolicy, SecretRef
+from detk8s.config.schema import API_KUBEFLOW_V1, RunPolicy, SecretRef
 from detk8s.names import config_map_name
 from detk8s.paths import IMAGE_GID, IMAGE_UID
 
@@ -41,7 +41,7 @@ class JobSpec:
     name: str
     namespace: str | None  # None: the one the job is applied in (kubectl's context's)
     framework: str
-    kind: str
+    kind: str  # the Kubeflow v1 kind whose launcher conventions the trainer follows
     image: str | None  # None: not run from an image (the local backend)
     command: list[str]  # `detk8s exec`, which builds each replica's train command in the pod
     env: dict[str, str]
@@ -69,6 +69,7 @@ class JobSpec:
     run_as_user: int = IMAGE_UID
     run_as_group: int = IMAGE_GID
     service_account: str | None = None  # its token is mounted only when one is named
+    api: str = API_KUBEFLOW_V1  # the job API: a Kubeflow v1 job of `kind`, or a TrainJob
 
     @property
     def config_map(self) -> str:

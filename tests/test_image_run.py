@@ -237,9 +237,9 @@ def test_two_nodes_rendezvous_and_only_rank0_stores(image_project: ImageProject)
         assert proc.returncode == 0, out[-4000:]
         assert "replicas 2[2:2]" in out, out[-4000:]  # paddle's launcher saw both nodes
     launch = ("[detk8s] running: python -m paddle.distributed.launch --master 127.0.0.1:36543 "
-              "--nnodes 2 --job_id tiny-2n --log_dir /output/tiny-2n/log ")  # fmt: skip
+              "--nnodes 2 --rank 0 --job_id tiny-2n --log_dir /output/tiny-2n/log ")  # fmt: skip
     assert launch in outs[0]
-    assert launch.replace("127.0.0.1:", "tiny-2n-worker-0:") in outs[1]
+    assert launch.replace("127.0.0.1:", "tiny-2n-worker-0:").replace("rank 0", "rank 1") in outs[1]
     # 8 images, batch 2 per replica, 2 replicas: 2 iterations per epoch (alone it would be 4).
     assert "Epoch: [0] [0/2]" in outs[0] and "Epoch: [0] [0/4]" not in outs[0]
     assert f"[detk8s] {run} done: mAP(0.50) " in outs[0]

@@ -141,3 +141,26 @@ def test_the_scanners_do_flag_an_unhardened_pod(training_pods: Path, tmp_path: P
     )
     failed, _ = checkov_failures(directory)
     assert {"CKV_K8S_20", "CKV_K8S_28", "CKV_K8S_31"} <= failed
+
+
+def test_trainer_v2_pods_meet_the_restricted_profile(
+    project: Path, cli: Any, tmp_path: Path
+) -> None:
+    """The pods the Trainer controller makes of every shipped run as a TrainJob under detk8s's
+    runtime (runtime + runtimePatches + trainer overrides)."""
+    from trainer_v2 import build_jobset, node_pod
+
+    text = (project / "detk8s.yaml").read_text()
+    (project / "detk8s.yaml").write_text(text + "api: trainer-v2\n")
+    (project / "configs/runs/S9.yml").write_text("_BASE_: S1.yml\nservice_account: trainer\n")
+    runtimes = {d["metadata"]["name"]: d for d in yaml.safe_load_all(cli("runtimes").out) if d}
+    jobs = [d for d in render(cli, "--all") if d["kind"] == "TrainJob"]
+    pods = [node_pod(build_jobset(runtimes[j["spec"]["runtimeRef"]["name"]], j)) for j in jobs]
+    for pod in pods:
+        pod["metadata"]["namespace"] = "detection"
+    assert len(pods) == 13
+    directory = write(pods, tmp_path / "v2")
+    assert trivy_failures(directory, "k8s-pss-restricted-0.1") == {}
+    failed, passed = checkov_failures(directory)
+    assert failed <= DELIBERATE, sorted(failed - DELIBERATE)
+    assert passed > 13 * 20

@@ -236,9 +236,9 @@ def test_multi_node(project: Path, cli: Any) -> None:
     )  # fmt: skip
     assert (worker1.node_rank, worker1.rank0, worker1.gpus) == (1, False, 0)
     gpu_worker1 = dataclasses.replace(worker1, gpus=2)
-    assert train_argv("Y5", gpu_worker1)[:13] == [
+    assert train_argv("Y5", gpu_worker1)[:15] == [
         "python", "-m", "paddle.distributed.launch", "--gpus", "0,1",
-        "--master", "y5-worker-0:36543", "--nnodes", "2", "--job_id", "y5",
+        "--master", "y5-worker-0:36543", "--nnodes", "2", "--rank", "1", "--job_id", "y5",
         "--log_dir", "/output/Y5/log",
     ]  # fmt: skip
     # On a machine without GPUs (paddle's CPU launcher rejects --gpus): one CPU process.

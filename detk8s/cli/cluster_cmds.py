@@ -130,6 +130,7 @@ def submit(
     skip = set() if force or dry_run is DryRun.server else _stored(proj, list(manifests))
     _ensure_images(proj, loaded, build)
     cluster = connect(proj, context, namespace, kubeconfig)
+    _ensure_runtimes(cluster, manifests)
     targets = {run: cluster.in_namespace(namespace or m[1]["metadata"].get("namespace"))
                for run, m in manifests.items()}  # fmt: skip
     outcomes = _submit_all(targets, manifests, skip, replace, dry_run is DryRun.server,
@@ -213,6 +214,23 @@ class MissingImage(DetkError):
     pass
 
 
+class MissingRuntime(DetkError):
+    pass
+
+
+def _ensure_runtimes(cluster: Cluster, manifests: Manifests) -> None:
+    """The detk8s runtime each TrainJob names is on the cluster (a TrainJob under a missing one
+    would only get a Warning event)."""
+    names = {m[1]["spec"]["runtimeRef"]["name"] for m in manifests.values()
+             if m[1]["kind"] == "TrainJob"}  # fmt: skip
+    for name in sorted(names):
+        if cluster.has_runtime(name) is False:
+            raise MissingRuntime(
+                f"ClusterTrainingRuntime {name} is not on the cluster: a cluster admin applies "
+                "detk8s's runtimes once (detk8s runtimes | kubectl apply -f -)"
+            )
+
+
 def _stored(proj: Project, runs: list[str]) -> set[str]:
     """Runs whose results are already in object storage (DONE): skipped unless --force."""
     from concurrent.futures import ThreadPoolExecutor
@@ -260,9 +278,10 @@ def _report(cluster: Cluster, kind_name: str, o: Outcome) -> None:
     ref = f"{kind.plural}/{o.job}"
     ns = cluster.namespace
     if o.action in ("created", "replaced"):
-        pod = f"{o.job}-{kind.rank0_replica}-0"
-        typer.echo(f"{o.run}: {o.action} {ref} in namespace {ns}; "
-                   f"logs: kubectl logs -n {ns} -f {pod}")  # fmt: skip
+        logs = f"kubectl logs -n {ns} -f {o.job}-{kind.rank0_replica}-0"
+        if kind.attempt_label:  # a JobSet's pod names end in a random suffix
+            logs = f"detk8s logs {o.run} -f"
+        typer.echo(f"{o.run}: {o.action} {ref} in namespace {ns}; logs: {logs}")
     elif o.ok:
         typer.echo(
             f"{o.run}: {o.action} {ref} in namespace {ns}" + (f": {o.detail}" if o.detail else "")

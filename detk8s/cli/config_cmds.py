@@ -36,7 +36,8 @@ def runs(
                 r["batch_size"], r["total_batch"], r["lr"], r["epochs"], r["dataset"],
                 train + frac]  # fmt: skip
 
-    wide = (["image", "namespace", "queue"], lambda r: [r["image"], r["namespace"], r["queue"]])
+    wide = (["api", "image", "namespace", "queue"],
+            lambda r: [r["api"], r["image"], r["namespace"], r["queue"]])  # fmt: skip
     emit(rows, output, (columns, cells), wide, "run", "detk8s runs")
 
 
@@ -48,8 +49,18 @@ def run_row(r: LoadedRun) -> dict[str, Any]:
         "nodes": c.nodes, "batch_size": c.batch_size, "total_batch": c.total_batch,
         "lr": c.lr, "epochs": c.epochs, "dataset": d.name, "train_images": d.train_size,
         "train_fraction": d.train_fraction, "image": c.image, "namespace": c.namespace,
-        "queue": c.queue, "file": str(r.file),
+        "queue": c.queue, "api": c.api, "file": str(r.file),
     }  # fmt: skip
+
+
+@app.command()
+def runtimes() -> None:
+    """detk8s's ClusterTrainingRuntimes for Kubeflow Trainer v2 (api: trainer-v2), for a cluster
+    admin to apply once: detk8s runtimes | kubectl apply -f -"""
+    from detk8s.backends.kubernetes.kinds import RUNTIMES
+    from detk8s.backends.kubernetes.manifests import runtime_manifest, to_yaml
+
+    sys.stdout.write(to_yaml([runtime_manifest(launcher) for launcher in RUNTIMES]))
 
 
 @app.command()

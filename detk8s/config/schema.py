@@ -86,6 +86,12 @@ InsidePath = Annotated[str, AfterValidator(_relative_inside)]
 InputSize = Annotated[int, Field(ge=32, le=4096)]
 
 
+# The job APIs a run can be submitted as.
+API_KUBEFLOW_V1: Literal["kubeflow-v1"] = "kubeflow-v1"
+API_TRAINER_V2: Literal["trainer-v2"] = "trainer-v2"
+JobApi = Literal["kubeflow-v1", "trainer-v2"]
+
+
 class Strict(BaseModel):
     """A config section: unknown keys are errors, and values are taken as YAML typed them, as
     Kubernetes takes a manifest's (`gpus: "2"` is text, not a number; `nodes: true` no count)."""
@@ -274,6 +280,12 @@ class RunConfig(Strict):
     annotations: Annotated[dict[LabelKey, str], AfterValidator(_not_reserved)] = Field(
         default_factory=dict, description="Added to the job and to every pod."
     )
+    api: JobApi = Field(
+        API_KUBEFLOW_V1,
+        description="The job API: kubeflow-v1 (PaddleJob / PyTorchJob, the Training Operator) or "
+        "trainer-v2 (a TrainJob of Kubeflow Trainer, under detk8s's runtimes); default: the "
+        "project's `api`.",
+    )
     queue: DnsLabel | None = Field(
         None,
         description="Kueue LocalQueue: the job is created suspended, with the queue-name label, "
@@ -343,6 +355,29 @@ class RunConfig(Strict):
                 raise ValueError(f"{name} is set by {owner} in every pod: the run's value would "
                                  "be replaced, or break it")  # fmt: skip
         return v
+
+    @model_validator(mode="after")
+    def _fits_trainer_v2(self) -> RunConfig:
+        """A TrainJob sets the pod through runtimePatches, which cannot set these."""
+        if self.api != API_TRAINER_V2:
+            return self
+        if self.priority_class:
+            raise ValueError(
+                "priority_class: a TrainJob cannot set it (its runtimePatches have no "
+                "priorityClassName): use api: kubeflow-v1, or Kueue's queue"
+            )
+        if self.scheduling:
+            raise ValueError("scheduling: on trainer-v2 gang scheduling is the runtime's "
+                             "podGroupPolicy, not a run's: use api: kubeflow-v1")  # fmt: skip
+        per_runtime = {"backoff_limit", "ttl_seconds_after_finished", "clean_pod_policy"}
+        changed = sorted(k for k in per_runtime
+                         if getattr(self.run_policy, k) != getattr(RunPolicy(), k))  # fmt: skip
+        if changed or self.restart_policy != RunConfig.model_fields["restart_policy"].default:
+            key = f"run_policy.{changed[0]}" if changed else "restart_policy"
+            raise ValueError(f"{key}: on trainer-v2 restarts and cleanup are the runtime's "
+                             "(a TrainJob sets only active_deadline_seconds): use api: "
+                             "kubeflow-v1")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _one_queueing_layer(self) -> RunConfig:
@@ -486,7 +521,11 @@ class ProjectConfig(Strict):
     runs_dir: InsidePath = "configs/runs"
     datasets_dir: InsidePath = "configs/datasets"
     namespace: DnsLabel | None = Field(None, description="Default: the kubeconfig context's.")
-    context: str | None = None
+    context: str | None = Field(None, description="kubeconfig context; default: the current.")
+    api: JobApi | None = Field(
+        None, description="Every run's job API unless it says: kubeflow-v1 (the default) or "
+        "trainer-v2.",
+    )  # fmt: skip
     images: dict[str, ImageConfig] = Field(
         default_factory=dict,
         description="Images by name; `image: auto` uses the one named after the framework's "

@@ -301,7 +301,8 @@ class PaddleDetAdapter:
             launch += ["--gpus", ",".join(str(i) for i in range(c.gpus))]
         if replica.distributed:  # paddle also reads these from the operator's PADDLE_* env
             launch += ["--master", f"{replica.master_addr}:{replica.master_port}",
-                       "--nnodes", str(replica.nnodes)]  # fmt: skip
+                       "--nnodes", str(replica.nnodes),
+                       "--rank", str(replica.node_rank)]  # fmt: skip
             if replica.job_id:
                 launch += ["--job_id", replica.job_id]
         # Only local rank 0 prints to stdout; the others log to --log_dir/workerlog.N.

@@ -43,6 +43,7 @@ Key = tuple[kmock.resource, "str | None", str]
 
 APPLY_PATCH = "application/apply-patch+yaml"  # server-side apply (tests/kube/apply.py)
 KUBEFLOW = "kubeflow.org"
+TRAINER = "trainer.kubeflow.org"
 LABEL_JOB = "training.kubeflow.org/job-name"
 LABEL_OPERATOR = "training.kubeflow.org/operator-name"
 LABEL_TYPE = "training.kubeflow.org/replica-type"
@@ -120,9 +121,13 @@ DEFAULT_RESOURCES = (
     ResourceSpec("", "v1", "pods", "Pod", True, ("status", "log"), True),
     ResourceSpec(KUBEFLOW, "v1", "paddlejobs", "PaddleJob", True, ("status",), True),
     ResourceSpec(KUBEFLOW, "v1", "pytorchjobs", "PyTorchJob", True, ("status",), True),
+    ResourceSpec(TRAINER, "v1alpha1", "trainjobs", "TrainJob", True, ("status",), True),
+    ResourceSpec(
+        TRAINER, "v1alpha1", "clustertrainingruntimes", "ClusterTrainingRuntime", False, (), True
+    ),
 )
-# The container name the Training Operator expects per job kind.
-DEFAULT_CONTAINER = {"paddlejobs": "paddle", "pytorchjobs": "pytorch"}
+# The training container's name per job kind (the Training Operator's; Trainer v2's `node`).
+DEFAULT_CONTAINER = {"paddlejobs": "paddle", "pytorchjobs": "pytorch", "trainjobs": "node"}
 
 
 def api_error(code: int, message: str, reason: str | None = None, **details: Any) -> Exception:
@@ -1346,6 +1351,8 @@ class KubeEmulator:
         container: str | None = None,
         labels: Mapping[str, str] | None = None,
         master: bool | None = None,
+        name: str | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> JSON:
         """A pod as the operator creates it: ``{job}-{type}-{index}``, labels, ownerReference.
 
@@ -1355,19 +1362,23 @@ class KubeEmulator:
         """
         job_spec, job = self._find_job(namespace, job_name, kind)
         rtype = replica_type.lower()
-        name = f"{job_name}-{rtype}-{index}"
+        name = name or f"{job_name}-{rtype}-{index}"
         cname = container or DEFAULT_CONTAINER.get(job_spec.plural, "main")
         now_ = now()
-        pod_labels = {
-            LABEL_JOB: job_name,
-            LABEL_TYPE: rtype,
-            LABEL_INDEX: str(index),
-            LABEL_OPERATOR: f"{job_spec.kind.lower()}-controller",
-        }
-        if master if master is not None else rtype == "master":
-            pod_labels[LABEL_ROLE] = "master"
+        pod_labels: dict[str, str] = {}
+        if job_spec.group == KUBEFLOW:  # the Training Operator's; others pass their own
+            pod_labels = {
+                LABEL_JOB: job_name,
+                LABEL_TYPE: rtype,
+                LABEL_INDEX: str(index),
+                LABEL_OPERATOR: f"{job_spec.kind.lower()}-controller",
+            }
+            if master if master is not None else rtype == "master":
+                pod_labels[LABEL_ROLE] = "master"
         pod_labels.update(labels or {})
         meta: JSON = {"name": name, "namespace": namespace, "labels": pod_labels}
+        if annotations:
+            meta["annotations"] = dict(annotations)
         if job is not None:
             meta["ownerReferences"] = [
                 {

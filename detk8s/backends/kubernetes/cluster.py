@@ -22,11 +22,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from detk8s.backends.kubernetes.kinds import (
-    API_GROUP,
-    API_VERSION,
     KINDS,
     KUEUE_GROUP,
     KUEUE_VERSION,
+    RUNTIME_PLURAL,
+    TRAINER_GROUP,
+    TRAINER_VERSION,
     JobKind,
 )
 from detk8s.errors import DetkError
@@ -138,10 +139,10 @@ class Cluster:
         try:
             job: dict[str, Any] = self.call(
                 self.custom.get_namespaced_custom_object,
-                API_GROUP, API_VERSION, self.namespace, kind.plural, name,
+                kind.group, kind.version, self.namespace, kind.plural, name,
             )  # fmt: skip
             return job
-        except ApiException:  # 404
+        except ApiException:  # 404: no such job, or no such API on this cluster
             return None
 
     def find_job(self, name: str) -> tuple[JobKind, dict[str, Any]] | None:
@@ -166,12 +167,29 @@ class Cluster:
     def list_jobs(self, label_selector: str) -> list[tuple[JobKind, dict[str, Any]]]:
         out = []
         for kind in KINDS.values():
-            items = self.call(
-                self.custom.list_namespaced_custom_object,
-                API_GROUP, API_VERSION, self.namespace, kind.plural, label_selector=label_selector,
-            )["items"]  # fmt: skip
+            try:
+                items = self.call(
+                    self.custom.list_namespaced_custom_object,
+                    kind.group, kind.version, self.namespace, kind.plural,
+                    label_selector=label_selector,
+                )["items"]  # fmt: skip
+            except ApiException:  # 404: this API is not installed (Trainer v2, or v1)
+                continue
             out += [(kind, j) for j in items]
         return out
+
+    def has_runtime(self, name: str) -> bool | None:
+        """Whether the ClusterTrainingRuntime `name` exists (None: cannot tell, e.g. 403)."""
+        try:
+            self.call(
+                self.custom.get_cluster_custom_object,
+                TRAINER_GROUP, TRAINER_VERSION, RUNTIME_PLURAL, name,
+            )  # fmt: skip
+            return True
+        except ApiException:
+            return False
+        except ClusterError:
+            return None
 
 
 def _api_message(e: ApiException) -> str:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from detk8s.backends.kubernetes.cluster import Cluster, ClusterError
+from detk8s.backends.kubernetes.kinds import KINDS, JobKind
 from detk8s.backends.kubernetes.pods import (
     Replica,
     follow_log,
@@ -36,7 +37,9 @@ def print_logs(
     found = cluster.find_job(job)
     kind = found[0] if found else None
     want = Replica.parse(replica) if replica else (rank0(kind) if kind else None)
-    pods = job_pods(cluster, found[1], None if all_replicas else want) if found else []
+    pods = []
+    if found is not None:
+        pods = job_pods(cluster, found[0], found[1], None if all_replicas else want)
     if not pods:
         where = f"{kind.plural}/{job}" if kind else f"job {job}"
         label = "replicas" if all_replicas or want is None else str(want)
@@ -47,7 +50,7 @@ def print_logs(
     prefix = len(pods) > 1 or all_replicas
     if not follow:
         for pod in pods:
-            label = str(replica_of(pod))
+            label = str(replica_of(pod, kind))
             try:
                 text = read_log(cluster, pod.metadata.name, kind.container)
             except ClusterError as e:  # waiting to start: init container, image pull, ...
@@ -60,7 +63,7 @@ def print_logs(
         for line in follow_log(cluster, pods[0].metadata.name, kind.container):
             out(line)
         return
-    _follow_many(cluster, pods, kind.container, out)
+    _follow_many(cluster, kind, pods, out)
 
 
 def _print_stored(
@@ -71,7 +74,7 @@ def _print_stored(
     missing: str,
 ) -> None:
     """The stored logs of `replicas` (None: rank 0's, then any other found), or the error."""
-    names = replicas or ["worker-0", "master-0"]
+    names = replicas or list(dict.fromkeys(f"{k.rank0_replica}-0" for k in KINDS.values()))
     shown = False
     for name in names:
         text = stored(name)
@@ -92,7 +95,7 @@ def _why(e: ClusterError) -> str:
 
 
 def _follow_many(
-    cluster: Cluster, pods: list[Any], container: str, out: Callable[[str], None]
+    cluster: Cluster, kind: JobKind, pods: list[Any], out: Callable[[str], None]
 ) -> None:
     """Lines of several pods as they arrive, each prefixed with its replica; a replica not
     started yet gets one line saying so."""
@@ -100,7 +103,7 @@ def _follow_many(
 
     def pump(pod: str, label: str) -> None:
         try:
-            for line in follow_log(cluster, pod, container):
+            for line in follow_log(cluster, pod, kind.container):
                 lines.put(f"[{label}] {line}")
         except ClusterError as e:
             lines.put(f"[{label}] (no log yet: {_why(e)})")
@@ -109,7 +112,7 @@ def _follow_many(
 
     for pod in pods:
         threading.Thread(
-            target=pump, args=(pod.metadata.name, str(replica_of(pod))), daemon=True
+            target=pump, args=(pod.metadata.name, str(replica_of(pod, kind))), daemon=True
         ).start()
     open_streams = len(pods)
     while open_streams:

@@ -7,6 +7,7 @@ with a hash of the rendered spec, which `submit` compares to tell "same job" fro
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 from functools import cache
@@ -15,8 +16,25 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 from detk8s import podenv, yaml_io
-from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, GPU_RESOURCE, KINDS
-from detk8s.labels import KUEUE_QUEUE_LABEL, OP_REPLICA_INDEX, OP_REPLICA_TYPE, SPEC_HASH_LABEL
+from detk8s.backends.kubernetes.kinds import (
+    API_GROUP,
+    API_VERSION,
+    GPU_RESOURCE,
+    KINDS,
+    RUNTIMES,
+    TRAINER_GROUP,
+    TRAINER_NODE,
+    TRAINER_VERSION,
+)
+from detk8s.config.schema import API_TRAINER_V2
+from detk8s.labels import (
+    JOBSET_NAME,
+    KUEUE_QUEUE_LABEL,
+    MANAGED_BY_LABEL,
+    SPEC_HASH_LABEL,
+    TRAINER_ANCESTOR_LABEL,
+    TRAINER_FRAMEWORK_LABEL,
+)
 from detk8s.layout import POD
 from detk8s.paths import TEMPLATES_DIR, data_path, user_cache_dir
 from detk8s.spec import JobSpec
@@ -26,6 +44,12 @@ if TYPE_CHECKING:
     from detk8s.project import LoadedRun
 
 Manifest = dict[str, Any]
+TRAINJOB = "TrainJob"
+RUNTIME_TEMPLATE = "clustertrainingruntime.yaml.j2"
+RUNTIME_HASH_CHARS = 8
+# A TrainJob's runtimePatches entry is keyed by its manager, a domain-prefixed path.
+PATCH_MANAGER = "detk8s.io/detk8s"
+SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 SHM_DIR = "/dev/shm"
 TMP_DIR = "/tmp"
 POD_PATHS = {"config": POD.config_dir, "output": POD.output_dir, "shm": SHM_DIR, "tmp": TMP_DIR}
@@ -80,24 +104,47 @@ def _environment() -> jinja2.Environment:
     return env
 
 
-def _render(template: str, job: JobSpec) -> Manifest:
-    kind = KINDS[job.kind]
+def _render(template: str, **values: Any) -> Manifest:
     text = (
         _environment()
         .get_template(template)
         .render(
-            job=job,
-            kind=kind,
             api_version=f"{API_GROUP}/{API_VERSION}",
+            trainer_api_version=f"{TRAINER_GROUP}/{TRAINER_VERSION}",
             gpu_resource=GPU_RESOURCE,
             paths=POD_PATHS,
-            op_labels={"replica_type": OP_REPLICA_TYPE, "replica_index": OP_REPLICA_INDEX},
             env_names=podenv,
             kueue_label=KUEUE_QUEUE_LABEL,
+            node=TRAINER_NODE,
+            **values,
         )
     )
     manifest: Manifest = yaml_io.load(text)
     return manifest
+
+
+def runtime_manifest(launcher: str) -> Manifest:
+    """detk8s's ClusterTrainingRuntime for a launcher kind (PaddleJob, PyTorchJob), named
+    `detk8s-<family>-<hash of what it renders to>`."""
+    return copy.deepcopy(_runtime(launcher))
+
+
+@cache
+def _runtime(launcher: str) -> Manifest:
+    runtime = RUNTIMES[launcher]
+    values = {
+        "runtime": runtime, "kind": KINDS[TRAINJOB], "framework_label": TRAINER_FRAMEWORK_LABEL,
+        "managed_by_label": MANAGED_BY_LABEL, "ancestor_label": TRAINER_ANCESTOR_LABEL,
+        "jobset_label": JOBSET_NAME,
+    }  # fmt: skip
+    manifest = _render(RUNTIME_TEMPLATE, name="", **values)
+    version = spec_hash([manifest])[:RUNTIME_HASH_CHARS]
+    manifest["metadata"]["name"] = f"detk8s-{runtime.family}-{version}"
+    return manifest
+
+
+def runtime_name(launcher: str) -> str:
+    return str(_runtime(launcher)["metadata"]["name"])
 
 
 def spec_hash(manifests: list[Manifest]) -> str:
@@ -106,8 +153,20 @@ def spec_hash(manifests: list[Manifest]) -> str:
 
 
 def render_manifests(job: JobSpec) -> list[Manifest]:
-    """The ConfigMap and the job, labelled with the hash of both as rendered."""
-    manifests = [_render("configmap.yaml.j2", job), _render(KINDS[job.kind].template, job)]
+    """The ConfigMap and the job (a Kubeflow v1 job, or a TrainJob under detk8s's runtime for
+    the run's launcher), labelled with the hash of both as rendered."""
+    if job.api == API_TRAINER_V2:
+        kind = KINDS[TRAINJOB]
+        extra = {
+            "runtime": RUNTIMES[job.kind], "runtime_name": runtime_name(job.kind),
+            "patch_manager": PATCH_MANAGER, "sa_token_dir": SA_TOKEN_DIR,
+        }  # fmt: skip
+    else:
+        kind, extra = KINDS[job.kind], {}
+    manifests = [
+        _render("configmap.yaml.j2", job=job),
+        _render(kind.template, job=job, kind=kind, **extra),
+    ]
     digest = spec_hash(manifests)
     for m in manifests:
         m["metadata"]["labels"][SPEC_HASH_LABEL] = digest

@@ -1,4 +1,4 @@
-"""The pods of a job, found by the Training Operator's labels, and what they have to say:
+"""The pods of a job, found by the labels its API puts on them, and what they have to say:
 why they are not running yet, and their logs."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from typing import Any
 
 from detk8s.backends.kubernetes.cluster import Cluster
 from detk8s.backends.kubernetes.kinds import JobKind
-from detk8s.labels import OP_JOB_NAME, OP_REPLICA_INDEX, OP_REPLICA_TYPE
 
 # Waiting reasons that mean "this will not start by itself".
 STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CrashLoopBackOff",
@@ -33,28 +32,54 @@ class Replica:
         return f"{self.type}-{self.index}"
 
 
-def replica_of(pod: Any) -> Replica:
+def replica_of(pod: Any, kind: JobKind) -> Replica:
     labels = pod.metadata.labels or {}
-    return Replica(labels.get(OP_REPLICA_TYPE, "?"), int(labels.get(OP_REPLICA_INDEX, "0")))
+    return Replica(labels.get(kind.type_label, "?"), int(labels.get(kind.index_label, "0")))
 
 
-def job_pods(cluster: Cluster, job: dict[str, Any], replica: Replica | None = None) -> list[Any]:
-    """The pods of `job` (the object: pods of an earlier job of the same name, still in their
-    grace period after a --replace, are owned by another UID and left out)."""
+def job_pods(
+    cluster: Cluster, kind: JobKind, job: dict[str, Any], replica: Replica | None = None
+) -> list[Any]:
+    """The pods of `job`, the object: pods of an earlier job of the same name, still in their
+    grace period after a --replace, are owned by another UID and left out; so are those of an
+    earlier restart attempt of a JobSet (Trainer v2), whose pods the Jobs own."""
     name, uid = job["metadata"]["name"], job["metadata"].get("uid")
-    selector = f"{OP_JOB_NAME}={name}"
+    selector = f"{kind.job_label}={name}"
     if replica is not None:
-        selector += f",{OP_REPLICA_TYPE}={replica.type},{OP_REPLICA_INDEX}={replica.index}"
+        selector += f",{kind.type_label}={replica.type},{kind.index_label}={replica.index}"
     pods = cluster.call(
         cluster.core.list_namespaced_pod, cluster.namespace, label_selector=selector
     ).items
-    if uid:
+    if kind.attempt_label:
+        attempt = kind.attempt_label
+
+        def tried(p: Any) -> int:
+            value = (p.metadata.labels or {}).get(attempt, "0")
+            return int(value) if value.isdigit() else 0
+
+        newest = max((tried(p) for p in pods), default=0)
+        pods = [p for p in pods if tried(p) == newest]
+    elif uid:
         pods = [p for p in pods if uid in {r.uid for r in p.metadata.owner_references or []}]
-    return sorted(pods, key=lambda p: (replica_of(p).type, replica_of(p).index))
+    return sorted(pods, key=lambda p: (replica_of(p, kind).type, replica_of(p, kind).index))
 
 
 def rank0(kind: JobKind) -> Replica:
     return Replica(kind.rank0_replica, 0)
+
+
+def newest_warning(cluster: Cluster, name: str) -> str | None:
+    """`reason: message` of the newest Warning event about the object `name` (a TrainJob whose
+    JobSet cannot be created says so only this way)."""
+    events = cluster.call(
+        cluster.core.list_namespaced_event,
+        cluster.namespace, field_selector=f"involvedObject.name={name}",
+    ).items  # fmt: skip
+    warnings = [e for e in events if e.type == "Warning"]
+    if not warnings:
+        return None
+    e = max(warnings, key=_event_time)
+    return f"{e.reason}: {e.message}"
 
 
 def pending_reason(cluster: Cluster, pod: Any) -> str | None:
@@ -68,14 +93,9 @@ def pending_reason(cluster: Cluster, pod: Any) -> str | None:
     stuck = [w for w in waiting if w.reason in STUCK]
     if phase not in (None, "Pending") and not stuck:
         return None
-    events = cluster.call(
-        cluster.core.list_namespaced_event,
-        cluster.namespace, field_selector=f"involvedObject.name={pod.metadata.name}",
-    ).items  # fmt: skip
-    warnings = [e for e in events if e.type == "Warning"]
-    if warnings:
-        e = max(warnings, key=_event_time)
-        return f"{e.reason}: {e.message}"
+    warning = newest_warning(cluster, pod.metadata.name)
+    if warning:
+        return warning
     if stuck or waiting:
         w = (stuck or waiting)[0]
         return f"{w.reason}: {w.message}" if w.message else str(w.reason)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from detk8s.backends.kubernetes.kinds import KINDS
 from detk8s.labels import KUEUE_QUEUE_LABEL
 
 TERMINAL = ("Succeeded", "Failed")
@@ -19,11 +20,23 @@ def last_condition(job: dict[str, Any]) -> dict[str, Any] | None:
 QUEUED = "Queued"  # suspended by us for Kueue, and not admitted yet
 
 
+# A TrainJob's conditions (Trainer v2) in the v1 operator's words.
+_TRAINJOB_STATES = {"Complete": "Succeeded", "Failed": "Failed", "Suspended": "Suspended"}
+
+
 def job_state(job: dict[str, Any]) -> str:
     """Created, Running, Restarting, Succeeded, Failed, Suspended; Pending before any; Queued
-    while Kueue has not admitted it (it is still suspended, with its queue label)."""
+    while Kueue has not admitted it (it is still suspended, with its queue label). A TrainJob
+    has only Complete, Failed and Suspended: before those it is Running once a child Job has
+    active pods, else Created."""
     cond = last_condition(job)
-    state = str(cond["type"]) if cond else "Pending"
+    if job.get("kind") == "TrainJob":
+        state = _TRAINJOB_STATES.get(str(cond["type"])) if cond else None
+        if state is None:
+            jobs = (job.get("status") or {}).get("jobsStatus") or []
+            state = "Running" if any(j.get("active") for j in jobs) else "Created"
+    else:
+        state = str(cond["type"]) if cond else "Pending"
     if state in ("Pending", "Created", "Suspended") and queued_in_kueue(job):
         return QUEUED
     return state
@@ -31,8 +44,11 @@ def job_state(job: dict[str, Any]) -> str:
 
 def queued_in_kueue(job: dict[str, Any]) -> bool:
     labels = (job.get("metadata") or {}).get("labels") or {}
-    run_policy = (job.get("spec") or {}).get("runPolicy") or {}
-    return KUEUE_QUEUE_LABEL in labels and bool(run_policy.get("suspend"))
+    kind = KINDS.get(str(job.get("kind")))
+    suspended: Any = job.get("spec") or {}
+    for key in kind.suspend_path if kind else ():
+        suspended = (suspended or {}).get(key)
+    return KUEUE_QUEUE_LABEL in labels and bool(kind and suspended)
 
 
 def is_terminal(job: dict[str, Any]) -> bool:

@@ -13,6 +13,7 @@ from detk8s.backends.kubernetes.kinds import GPU_RESOURCE, JobKind
 from detk8s.backends.kubernetes.pods import (
     job_pods,
     last_exit,
+    newest_warning,
     pending_reason,
     rank0,
     replica_of,
@@ -53,6 +54,12 @@ def _replica_specs(job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _gpus(job: dict[str, Any]) -> tuple[int, int]:
+    """GPUs and replicas the job asks for (a TrainJob: per node, times its nodes)."""
+    trainer = (job.get("spec") or {}).get("trainer")
+    if trainer is not None:
+        nodes = int(trainer.get("numNodes", 1))
+        limits = (trainer.get("resourcesPerNode") or {}).get("limits") or {}
+        return nodes * int(limits.get(GPU_RESOURCE, 0)), nodes
     total_gpus = total_replicas = 0
     for spec in _replica_specs(job).values():
         replicas = int(spec.get("replicas", 1))
@@ -93,7 +100,7 @@ def running_progress(
 ) -> str:
     """The progress rank 0's log shows (its last lines); "" when it shows none."""
     first = rank0(kind)
-    pod = next((p for p in pods if replica_of(p) == first), None)
+    pod = next((p for p in pods if replica_of(p, kind) == first), None)
     if pod is None:
         return ""
     try:
@@ -112,7 +119,7 @@ def job_row(
 ) -> JobRow:  # fmt: skip
     meta = job["metadata"]
     name = meta["name"]
-    pods = job_pods(cluster, job)
+    pods = job_pods(cluster, kind, job)
     gpus, total = _gpus(job)
     ready = sum(
         1 for p in pods
@@ -134,7 +141,8 @@ def job_row(
             reasons.append(f"{p.metadata.name} restarted {restarts(p)}x, last exit "
                            f"{last_exit(p) or 'unknown'}")  # fmt: skip
     if not pods and state in ("Pending", "Created"):
-        reasons.append("no pods yet (operator or gang scheduler has not created them)")
+        none_yet = "no pods yet (operator or gang scheduler has not created them)"
+        reasons.append(newest_warning(cluster, name) or none_yet)
     reason = "; ".join(reasons)
     nodes = sorted({p.spec.node_name for p in pods if p.spec and p.spec.node_name})
     where = running_progress(cluster, kind, job, pods, progress) if (

@@ -19,7 +19,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from detk8s.backends.kubernetes.cluster import Cluster, ClusterError
-from detk8s.backends.kubernetes.kinds import API_GROUP, API_VERSION, KINDS, JobKind
+from detk8s.backends.kubernetes.kinds import KINDS, JobKind
 from detk8s.backends.kubernetes.state import job_state
 from detk8s.labels import SPEC_HASH_LABEL
 
@@ -84,20 +84,22 @@ def _submit(
         apply(cluster, kind, job, force=force, dry_run=True)
         return Outcome(run, name, "validated", "the API server accepts it (nothing persisted)")
     existing = cluster.get_job(kind, name)
+    if existing is not None and _hash(existing) == _hash(job):
+        applied = apply(cluster, kind, job, force=force)
+        apply(cluster, None, _owned(config_map, kind, applied), force=force)
+        return Outcome(run, name, "unchanged", f"already submitted: {job_state(applied)}")
+    old = (kind, existing) if existing is not None else _on_another_api(cluster, kind, name)
     action = "created"
-    if existing is not None:
-        if _hash(existing) == _hash(job):
-            applied = apply(cluster, kind, job, force=force)
-            apply(cluster, None, _owned(config_map, kind, applied), force=force)
-            return Outcome(run, name, "unchanged", f"already submitted: {job_state(applied)}")
+    if old is not None:
+        old_kind, old_job = old
         if not replace:
-            return Outcome(
-                run, name, "refused",
-                f"{kind.plural}/{name} exists with another spec (hash {_hash(existing)}, now "
-                f"{_hash(job)}): use --replace to delete and recreate it",
-            )  # fmt: skip
-        delete_job(cluster, kind, name)
-        _wait_gone(cluster, kind, name)
+            why = (f"exists with another spec (hash {_hash(old_job)}, now {_hash(job)})"
+                   if old_kind is kind else "exists (the run on another API)")  # fmt: skip
+            return Outcome(run, name, "refused",
+                           f"{old_kind.plural}/{name} {why}: use --replace to delete and "
+                           "recreate it")  # fmt: skip
+        delete_job(cluster, old_kind, name)
+        _wait_gone(cluster, old_kind, name)
         action = "replaced"
     # A leftover ConfigMap of an attempt whose job was never created is taken over (force).
     apply(cluster, None, config_map, force=True)
@@ -119,7 +121,7 @@ def apply(
     if kind is None:
         path = f"/api/v1/namespaces/{ns}/configmaps/{name}"
     else:
-        path = f"/apis/{API_GROUP}/{API_VERSION}/namespaces/{ns}/{kind.plural}/{name}"
+        path = f"/apis/{kind.api_version}/namespaces/{ns}/{kind.plural}/{name}"
     query = [("fieldManager", FIELD_MANAGER), ("force", str(force).lower())]
     if dry_run:
         query.append(("dryRun", DRY_RUN_ALL))
@@ -131,10 +133,19 @@ def apply(
     return applied
 
 
+def _on_another_api(cluster: Cluster, kind: JobKind, name: str) -> tuple[JobKind, Manifest] | None:
+    """The run's job of another kind (kubeflow-v1 vs trainer-v2): the same name, another job."""
+    for other in KINDS.values():
+        found = cluster.get_job(other, name) if other is not kind else None
+        if found is not None:
+            return other, found
+    return None
+
+
 def _owned(config_map: Manifest, kind: JobKind, job: Manifest) -> Manifest:
     """The ConfigMap with the job as its owner: deleting the job deletes it."""
     owner = {
-        "apiVersion": f"{API_GROUP}/{API_VERSION}",
+        "apiVersion": kind.api_version,
         "kind": kind.kind,
         "name": job["metadata"]["name"],
         "uid": job["metadata"]["uid"],
@@ -162,7 +173,7 @@ def delete_job(cluster: Cluster, kind: JobKind, name: str) -> bool:
     try:
         cluster.call(
             cluster.custom.delete_namespaced_custom_object,
-            API_GROUP, API_VERSION, cluster.namespace, kind.plural, name,
+            kind.group, kind.version, cluster.namespace, kind.plural, name,
             propagation_policy="Background",
         )  # fmt: skip
         found = True

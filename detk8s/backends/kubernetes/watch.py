@@ -74,7 +74,7 @@ def wait_for_job(
             why = condition_reason(job)
             note(f"[detk8s] {kind.plural}/{name}: {state}" + (f": {why}" if why else ""))
             last_state = state
-        for pod in job_pods(cluster, job, rank0(kind)):
+        for pod in job_pods(cluster, kind, job, rank0(kind)):
             reason = pending_reason(cluster, pod)
             if reason and reason not in said:
                 said.add(reason)
