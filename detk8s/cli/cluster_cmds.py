@@ -122,14 +122,22 @@ def submit(
     if backend_of(proj, backend) is Backend.local:
         _submit_local(proj, [r.name for r in loaded], force, wait, timeout)
         return
-    manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
     if dry_run is DryRun.client:
+        manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
         sys.stdout.write("".join(to_yaml(m) for m in manifests.values()))
         err(f"dry run: {len(manifests)} run(s) rendered, nothing submitted")
         return
-    skip = set() if force or dry_run is DryRun.server else _stored(proj, list(manifests))
-    _ensure_images(proj, loaded, build)
-    cluster = connect(proj, context, namespace, kubeconfig)
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Storage answers and the cluster client loads while the runs render.
+    with ThreadPoolExecutor(2) as early:
+        names = [r.name for r in loaded]
+        done = early.submit(_stored, proj, names) if not force and dry_run is DryRun.none else None
+        connecting = early.submit(connect, proj, context, namespace, kubeconfig)
+        manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
+        skip = done.result() if done else set()
+        _ensure_images(proj, loaded, build)
+        cluster = connecting.result()
     _ensure_runtimes(cluster, manifests)
     targets = {run: cluster.in_namespace(namespace or m[1]["metadata"].get("namespace"))
                for run, m in manifests.items()}  # fmt: skip
@@ -253,7 +261,14 @@ def _submit_all(
 ) -> list[Outcome]:  # fmt: skip
     from concurrent.futures import ThreadPoolExecutor
 
-    from detk8s.backends.kubernetes.submit import Outcome, submit_manifests
+    from detk8s.backends.kubernetes.submit import Outcome, known_jobs, submit_manifests
+
+    # A sweep lists each namespace's jobs once, rather than asking for each run's.
+    namespaces = {c.namespace: c for c in targets.values()}
+    known = {}
+    if len(manifests) > 1 and not server_dry_run:
+        with ThreadPoolExecutor(max(1, len(namespaces))) as pool:
+            known = dict(zip(namespaces, pool.map(known_jobs, namespaces.values()), strict=True))
 
     def one(run: str) -> Outcome:
         name = manifests[run][1]["metadata"]["name"]
@@ -261,7 +276,7 @@ def _submit_all(
             return Outcome(run, name, "skipped", "results already stored (DONE); --force resubmits")
         try:
             return submit_manifests(targets[run], run, manifests[run], replace, server_dry_run,
-                                    force_conflicts)  # fmt: skip
+                                    force_conflicts, known.get(targets[run].namespace))  # fmt: skip
         except DetkError as e:
             return Outcome(run, name, "failed", str(e))
         except Exception as e:  # one broken submission must not hide the others' outcomes

@@ -21,14 +21,16 @@ import json
 import math
 import re
 import socket
+import ssl
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import aiohttp.test_utils
 import aiohttp.web
 import attrs
 import kmock
@@ -362,6 +364,7 @@ class KubeAPI(kmock.KubernetesEmulator):
 
     token: str | None = None  # if set, requests without ``Bearer <token>`` get 401
     git_version: str = "v1.29.4"
+    service_time: float = 0.0  # seconds each request takes, as an API server writing to etcd
     specs: dict[tuple[str, str, str], ResourceSpec] = attrs.field(factory=dict)
     faults: list[Fault] = attrs.field(factory=list)
     logs: dict[tuple[str, str, str, bool], LogBuffer] = attrs.field(factory=dict)
@@ -472,6 +475,8 @@ class KubeAPI(kmock.KubernetesEmulator):
         if self.closing:  # refuse reconnecting watches, or shutdown waits for them
             body = status_body(503, "the emulator is shutting down")
             return aiohttp.web.json_response(body, status=503, headers={"Connection": "close"})
+        if self.service_time:  # concurrent requests overlap, as on a real server
+            await asyncio.sleep(self.service_time)
         fault = next((f for f in self.faults if f.matches(method, path)), None)
         if fault is not None:
             fault.hits += 1
@@ -1182,8 +1187,14 @@ class KubeEmulator:
         port: int = 0,
         namespaces: tuple[str, ...] = ("default", "kube-system"),
         git_version: str = "v1.29.4",
+        service_time: float = 0.0,
+        tls: bool = False,
     ) -> None:
+        """``tls``: serve HTTPS with a self-signed certificate the kubeconfig trusts (kubectl
+        sends a token only over TLS); ``service_time``: seconds each request takes."""
         self.token, self.port, self.git_version = token, port, git_version
+        self.service_time = service_time
+        self.tls = self_signed() if tls else None
         self._namespaces = namespaces
         self.host = ""
         self.api: KubeAPI
@@ -1229,11 +1240,14 @@ class KubeEmulator:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self.api = KubeAPI(token=self.token, git_version=self.git_version)
-        server = kmock.Server(self.api, host="127.0.0.1", port=self.port or None, user_agent="")
+        self.api = KubeAPI(token=self.token, git_version=self.git_version,
+                           service_time=self.service_time)  # fmt: skip
+        server_cls = _tls_server(self.tls[0]) if self.tls else aiohttp.test_utils.RawTestServer
+        server = kmock.Server(self.api, host="127.0.0.1", port=self.port or None, user_agent="",
+                              server_cls=server_cls)  # fmt: skip
         async with self.api, server:
             self.port = server.port
-            self.host = f"http://127.0.0.1:{server.port}"
+            self.host = f"{'https' if self.tls else 'http'}://127.0.0.1:{server.port}"
             self._ready.set()
             await self._stop.wait()
             self.api.close_streams()
@@ -1691,7 +1705,15 @@ class KubeEmulator:
             "apiVersion": "v1",
             "kind": "Config",
             "preferences": {},
-            "clusters": [{"name": "emu", "cluster": {"server": server or self.host}}],
+            "clusters": [
+                {
+                    "name": "emu",
+                    "cluster": {
+                        "server": server or self.host,
+                        **({"certificate-authority-data": self.tls[1]} if self.tls else {}),
+                    },
+                }
+            ],
             "users": [{"name": "emu", "user": {"token": token or self.token or "none"}}],
             "contexts": [
                 {
@@ -1723,3 +1745,45 @@ def kube_api() -> Iterator[KubeEmulator]:
 
 
 __all__ = ["KubeAPI", "KubeEmulator", "ResourceSpec", "kube_api"]
+
+
+def self_signed() -> tuple[ssl.SSLContext, str]:
+    """A server context with a new self-signed certificate for 127.0.0.1, and the certificate
+    as a kubeconfig's certificate-authority-data (base64 PEM)."""
+    import base64
+    import ipaddress
+    import tempfile
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-emulator")])
+    start = datetime.now(timezone.utc) - timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(start).not_valid_after(start + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    with tempfile.TemporaryDirectory() as tmp:  # the ssl module loads keys from files only
+        Path(tmp, "cert.pem").write_bytes(pem + key_pem)
+        context.load_cert_chain(Path(tmp, "cert.pem"))
+    return context, base64.b64encode(pem).decode()
+
+
+def _tls_server(context: ssl.SSLContext) -> type[aiohttp.test_utils.RawTestServer]:
+    class TlsServer(aiohttp.test_utils.RawTestServer):
+        async def start_server(self, **kwargs: Any) -> None:
+            await super().start_server(ssl=context, **kwargs)
+
+    return TlsServer

@@ -578,3 +578,21 @@ def test_kmock_reactions_override_the_emulation(
     kube_api.call(react)
     assert core.read_namespaced_config_map("canned", NS).data == {"from": "kmock"}
     assert core.list_namespaced_config_map(NS).items == []  # everything else still emulated
+
+
+def test_tls_and_a_service_time(tmp_path: Path) -> None:
+    """Over TLS (a self-signed certificate the kubeconfig trusts) with 0.2 s per request: a
+    client verifies the server, and each request takes at least the service time."""
+    with KubeEmulator(tls=True, service_time=0.2) as emu:
+        assert emu.host.startswith("https://")
+        core = client.CoreV1Api(api_client(emu, tmp_path))
+        start = time.monotonic()
+        with ThreadPoolExecutor(4) as pool:
+            listed = list(pool.map(lambda _: core.list_namespaced_pod(NS), range(4)))
+        took = time.monotonic() - start
+        assert all(r.items == [] for r in listed)
+        assert took >= 0.2, took
+        insecure = client.Configuration()
+        insecure.host, insecure.verify_ssl = emu.host, True
+        with pytest.raises(urllib3.exceptions.MaxRetryError, match="CERTIFICATE_VERIFY_FAILED"):
+            client.CoreV1Api(client.ApiClient(insecure)).list_namespaced_pod(NS, _request_timeout=5)

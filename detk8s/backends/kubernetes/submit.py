@@ -21,9 +21,10 @@ from kubernetes.client.exceptions import ApiException
 from detk8s.backends.kubernetes.cluster import Cluster, ClusterError
 from detk8s.backends.kubernetes.kinds import KINDS, JobKind
 from detk8s.backends.kubernetes.state import job_state
-from detk8s.labels import SPEC_HASH_LABEL
+from detk8s.labels import RUN_LABEL, SPEC_HASH_LABEL
 
 Manifest = dict[str, Any]
+Known = dict[str, tuple[JobKind, Manifest]]  # job name -> its kind and the job
 DRY_RUN_ALL = "All"
 FIELD_MANAGER = "detk8s"
 APPLY_PATCH = "application/apply-patch+yaml"
@@ -53,7 +54,10 @@ def submit_manifests(
     replace: bool = False,
     server_dry_run: bool = False,
     force_conflicts: bool = False,
+    known: Known | None = None,
 ) -> Outcome:
+    """`known`: the namespace's jobs by name, when listed up front (a sweep lists once instead
+    of asking for each run's job of every kind)."""
     config_map, job = manifests
     kind = KINDS[job["kind"]]
     name = job["metadata"]["name"]
@@ -61,7 +65,7 @@ def submit_manifests(
         m["metadata"]["namespace"] = cluster.namespace
     try:
         return _submit(cluster, run, kind, config_map, job, replace, server_dry_run,
-                       force_conflicts)  # fmt: skip
+                       force_conflicts, known)  # fmt: skip
     except ApiException as e:  # 409 from an apply: fields someone else manages
         if e.status != 409:
             raise
@@ -76,19 +80,25 @@ def submit_manifests(
 
 def _submit(
     cluster: Cluster, run: str, kind: JobKind, config_map: Manifest, job: Manifest,
-    replace: bool, server_dry_run: bool, force: bool,
+    replace: bool, server_dry_run: bool, force: bool, known: Known | None,
 ) -> Outcome:  # fmt: skip
     name = job["metadata"]["name"]
     if server_dry_run:
         apply(cluster, None, config_map, force=True, dry_run=True)
         apply(cluster, kind, job, force=force, dry_run=True)
         return Outcome(run, name, "validated", "the API server accepts it (nothing persisted)")
-    existing = cluster.get_job(kind, name)
+    if known is None:
+        found = (kind, cluster.get_job(kind, name))
+        if found[1] is None:
+            found = _on_another_api(cluster, kind, name) or found
+    else:
+        found = known.get(name, (kind, None))
+    existing = found[1] if found[0] is kind else None
     if existing is not None and _hash(existing) == _hash(job):
         applied = apply(cluster, kind, job, force=force)
         apply(cluster, None, _owned(config_map, kind, applied), force=force)
         return Outcome(run, name, "unchanged", f"already submitted: {job_state(applied)}")
-    old = (kind, existing) if existing is not None else _on_another_api(cluster, kind, name)
+    old = None if found[1] is None else (found[0], found[1])
     action = "created"
     if old is not None:
         old_kind, old_job = old
@@ -131,6 +141,11 @@ def apply(
         response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
     )  # fmt: skip
     return applied
+
+
+def known_jobs(cluster: Cluster) -> Known:
+    """The jobs detk8s made in the cluster's namespace, of every kind: one list each."""
+    return {j["metadata"]["name"]: (kind, j) for kind, j in cluster.list_jobs(RUN_LABEL)}
 
 
 def _on_another_api(cluster: Cluster, kind: JobKind, name: str) -> tuple[JobKind, Manifest] | None:
