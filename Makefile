@@ -85,6 +85,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/render_speed.py
 	$(BIN)/python benchmarks/submit_sweep.py
 	$(BIN)/python benchmarks/collect_speed.py
+	$(BIN)/python benchmarks/collect_network.py
 	. /var/tmp/detk8s-podman/env.sh && $(BIN)/python benchmarks/build_speed.py
 
 clean:

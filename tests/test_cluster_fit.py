@@ -115,10 +115,10 @@ def test_submit_applies_server_side_and_reports_conflicts(
         "detk8s": "Apply",
         "kubectl-edit": "Update",
     }
+    # Nothing of ours changed: not applied again (a conflict would refuse it), but said.
     again = cli("submit", "Q1")
-    assert again.code == 1
-    assert 'conflict with "kubectl-edit": .spec.runPolicy.backoffLimit' in again.err
-    assert "--force-conflicts" in again.err
+    assert again.code == 0, again.err
+    assert "its spec was also changed by kubectl-edit (--force-conflicts" in again.out
     assert cluster.get("pytorchjobs", NS, "q1")["spec"]["runPolicy"]["backoffLimit"] == 9
     forced = cli("submit", "Q1", "--force-conflicts")
     assert forced.code == 0, forced.err
@@ -126,6 +126,11 @@ def test_submit_applies_server_side_and_reports_conflicts(
     assert job["spec"]["runPolicy"]["backoffLimit"] == 3 and manager_of(job) == {
         "detk8s": "Apply"
     }  # fmt: skip
+    # Kueue admitting the job (unsuspending it) is expected: a re-submit says nothing of it.
+    cluster.patch("pytorchjobs", NS, "q1", {"spec": {"runPolicy": {"suspend": False}}},
+                  manager="kueue-admission")  # fmt: skip
+    admitted = cli("submit", "Q1")
+    assert admitted.code == 0 and "unchanged" in admitted.out and "also" not in admitted.out
 
 
 def test_status_says_queued_in_kueue_and_why(

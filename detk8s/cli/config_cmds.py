@@ -98,13 +98,13 @@ def validate(
 
     Prints each run's learning-rate schedule: total batch, lr, the lr upstream's linear rule
     gives for that batch, and the warmup in iterations and in epochs."""
-    from detk8s.backends.kubernetes.manifests import manifests_for
     from detk8s.frameworks import get_adapter
+    from detk8s.jobspec import pod_job_spec
     from detk8s.schedule import summarize
 
     project, loaded = load_runs(names, all_runs=not names, strict=strict)
-    for r in loaded:
-        manifests_for(r, project.settings)
+    for r in loaded:  # what a job would be (image, reachability, the adapter's plan): no manifests
+        pod_job_spec(r, project.settings)
     summaries = [
         summarize(r.config, r.dataset, get_adapter(r.config.framework).schedule(r.run))
         for r in loaded

@@ -2,7 +2,8 @@
 --server-side` does: what others changed with kubectl apply or edit on fields detk8s sets is a
 conflict, reported and not overwritten (unless --force-conflicts).
 
-Same job name and same spec hash: applied again (nothing changes, and a conflict shows). Another
+Same job name and same spec hash: nothing to apply (fields others changed since are named;
+--force-conflicts takes them back). Another
 hash: refuse unless --replace, which deletes and recreates it (a training job's spec is not
 changed under it). A new job: ConfigMap first, then the job, then the ConfigMap gets the job as
 owner (so deleting the job deletes it); if the job cannot be created, the ConfigMap goes again.
@@ -95,9 +96,16 @@ def _submit(
         found = known.get(name, (kind, None))
     existing = found[1] if found[0] is kind else None
     if existing is not None and _hash(existing) == _hash(job):
-        applied = apply(cluster, kind, job, force=force)
-        apply(cluster, None, _owned(config_map, kind, applied), force=force)
-        return Outcome(run, name, "unchanged", f"already submitted: {job_state(applied)}")
+        others = _other_managers(existing)
+        if others and force:  # --force-conflicts: take their fields back
+            existing = apply(cluster, kind, job, force=True)
+            apply(cluster, None, _owned(config_map, kind, existing), force=True)
+            others = []
+        detail = f"already submitted: {job_state(existing)}"
+        if others:  # nothing of ours changed: not re-applied, but said
+            detail += (f"; its spec was also changed by {', '.join(others)} "
+                       "(--force-conflicts takes those fields back)")  # fmt: skip
+        return Outcome(run, name, "unchanged", detail)
     old = None if found[1] is None else (found[0], found[1])
     action = "created"
     if old is not None:
@@ -141,6 +149,21 @@ def apply(
         response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
     )  # fmt: skip
     return applied
+
+
+# Controllers that change a job's spec by design: Kueue admits a queued job by unsuspending it.
+EXPECTED_MANAGERS = ("kueue",)
+
+
+def _other_managers(job: Manifest) -> list[str]:
+    """Who else changed the job's spec (kubectl edit, apply), from its managedFields; status
+    writers and Kueue are expected."""
+    return sorted({
+        e["manager"] for e in job["metadata"].get("managedFields") or []
+        if e.get("manager") != FIELD_MANAGER and e.get("subresource") != "status"
+        and "f:spec" in (e.get("fieldsV1") or {})
+        and not str(e.get("manager")).startswith(EXPECTED_MANAGERS)
+    })  # fmt: skip
 
 
 def known_jobs(cluster: Cluster) -> Known:

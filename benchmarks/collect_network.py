@@ -1,0 +1,159 @@
+"""Benchmark: `detk8s collect` over 1,000 runs with the S3 server behind a real round trip, as a
+bucket is: moto's S3 server reached through a TCP relay on this machine that holds every chunk
+for half the round trip in each direction (the kernel here has no `tc netem`, which would do the
+same to the packets). Compared, each a fresh process and cold: a serial boto3 loop (list, then
+GET each eval.json) and `aws s3 cp --recursive` of the same objects. Goal: >= 10x the serial
+loop, >= 2x aws s3 cp. Installs awscli into its own venv on first use.
+
+    .venv/bin/python benchmarks/collect_network.py [--runs 1000] [--rtt-ms 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from collect_speed import awscli, record, timed  # noqa: E402
+from s3.servers import S3Endpoint, start_moto  # noqa: E402
+
+SERIAL = """
+import sys, boto3
+from botocore.config import Config
+url, bucket = sys.argv[1:3]
+s3 = boto3.client("s3", endpoint_url=url, config=Config(s3={"addressing_style": "path"}))
+keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+        Prefix="runs/") for o in p.get("Contents", []) if o["Key"].endswith("/eval.json")]
+for key in keys:
+    s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+print(len(keys))
+"""
+
+
+class Relay:
+    """127.0.0.1:<port> -> `target`, each chunk delivered `one_way` seconds after it arrived,
+    in order, in both directions."""
+
+    def __init__(self, target: tuple[str, int], one_way: float) -> None:
+        self.target, self.one_way = target, one_way
+        self.loop = asyncio.new_event_loop()
+        self.port = 0
+        ready = threading.Event()
+        threading.Thread(target=self._run, args=(ready,), daemon=True).start()
+        ready.wait(10)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", 0))
+        self.port = server.sockets[0].getsockname()[1]
+        ready.set()
+        self.loop.run_forever()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, chunk = await queue.get()
+                await asyncio.sleep(max(0.0, due - self.loop.time()))
+                if not chunk:
+                    writer.close()
+                    return
+                writer.write(chunk)
+                await writer.drain()
+
+        sender = asyncio.ensure_future(deliver())
+        while True:
+            chunk = await reader.read(65536)
+            await queue.put((self.loop.time() + self.one_way, chunk))
+            if not chunk:
+                break
+        with contextlib.suppress(ConnectionError):
+            await sender
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=1000)
+    parser.add_argument("--rtt-ms", type=float, default=10.0)
+    args = parser.parse_args()
+    aws = awscli()
+    with tempfile.TemporaryDirectory() as tmp:
+        moto = start_moto(Path(tmp))
+        relay = Relay(("127.0.0.1", int(moto.endpoint.url.rsplit(":", 1)[1])), 0.0)
+        url = f"http://127.0.0.1:{relay.port}"
+        try:
+            ep = S3Endpoint(url, "testing", "testing")
+            client = ep.client(max_pool_connections=32)
+            bucket = ep.new_bucket("bench", client)
+            with ThreadPoolExecutor(16) as pool:  # before the delay: setting up is not timed
+                list(pool.map(lambda i: client.put_object(
+                    Bucket=bucket, Key=f"runs/R{i:04d}/eval.json", Body=record(i)),
+                    range(args.runs)))  # fmt: skip
+                list(
+                    pool.map(
+                        lambda i: client.put_object(
+                            Bucket=bucket, Key=f"runs/R{i:04d}/DONE", Body=b""
+                        ),
+                        range(args.runs),
+                    )
+                )
+            relay.one_way = args.rtt_ms / 2000  # from here on, every round trip takes it
+            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+            env |= {"AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
+                    "AWS_DEFAULT_REGION": ep.region, "XDG_CACHE_HOME": f"{tmp}/cache"}  # fmt: skip
+            t0 = time.perf_counter()
+            client.head_bucket(Bucket=bucket)
+            rtt = (time.perf_counter() - t0) * 1000
+
+            serial, s_out = timed([sys.executable, "-c", SERIAL, url, bucket], env=env)
+            proj = Path(tmp) / "proj"
+            (proj / "configs/runs").mkdir(parents=True)
+            (proj / "configs/datasets").mkdir()
+            (proj / "detk8s.yaml").write_text(
+                f"storage: {{uri: 's3://{bucket}/runs', endpoint_url: '{url}'}}\n"
+            )
+            cmd = [str(REPO / ".venv/bin/detk8s"), "collect", "--no-cache", "-o",
+                   f"{tmp}/summary.json"]  # fmt: skip
+            cold, out = timed(cmd, cwd=proj, env=env)
+            done = sum(1 for r in json.loads(Path(f"{tmp}/summary.json").read_text())
+                       if r["status"] == "done")  # fmt: skip
+            aws_cmd = [str(aws), "--endpoint-url", url, "s3", "cp", "--recursive", "--quiet",
+                       f"s3://{bucket}/runs/", f"{tmp}/awscopy", "--exclude", "*",
+                       "--include", "*/eval.json"]  # fmt: skip
+            aws_time, aws_out = timed(aws_cmd, env=env)
+            copied = len(list(Path(f"{tmp}/awscopy").rglob("eval.json")))
+        finally:
+            moto.stop()
+    print(f"collect over {args.runs} runs, moto S3 behind a {args.rtt_ms:g} ms round trip "
+          f"(a HEAD takes {rtt:.1f} ms), fresh processes, cold:")  # fmt: skip
+    print(f"  serial boto3 loop (list + GET each)   {serial:7.2f} s  {s_out.stdout.strip()} GETs")
+    print(f"  aws s3 cp --recursive                 {aws_time:7.2f} s  {copied} eval.json, "
+          f"exit {aws_out.returncode}")  # fmt: skip
+    print(f"  detk8s collect --no-cache             {cold:7.2f} s  {done} done, "
+          f"exit {out.returncode}")  # fmt: skip
+    print(f"  detk8s is {serial / cold:.1f}x the serial loop (goal 10x), "
+          f"{aws_time / cold:.1f}x aws s3 cp (goal 2x)")  # fmt: skip
+    ok = done == args.runs and serial / cold >= 10 and aws_time / cold >= 2
+    print("PASS" if ok else "FAIL")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
