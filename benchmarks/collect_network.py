@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from collect_speed import awscli, record, timed  # noqa: E402
+from collect_speed import aws_copy, awscli, record, timed  # noqa: E402
 from s3.servers import S3Endpoint, start_moto  # noqa: E402
 
 SERIAL = """
@@ -134,11 +134,7 @@ def main() -> int:
             cold, out = timed(cmd, cwd=proj, env=env)
             done = sum(1 for r in json.loads(Path(f"{tmp}/summary.json").read_text())
                        if r["status"] == "done")  # fmt: skip
-            aws_cmd = [str(aws), "--endpoint-url", url, "s3", "cp", "--recursive", "--quiet",
-                       f"s3://{bucket}/runs/", f"{tmp}/awscopy", "--exclude", "*",
-                       "--include", "*/eval.json"]  # fmt: skip
-            aws_time, aws_out = timed(aws_cmd, env=env)
-            copied = len(list(Path(f"{tmp}/awscopy").rglob("eval.json")))
+            aws_time, aws_out, copied = aws_copy(aws, url, bucket, Path(tmp), env)
         finally:
             moto.stop()
     print(f"collect over {args.runs} runs, moto S3 behind a {args.rtt_ms:g} ms round trip "

@@ -46,6 +46,17 @@ def record(i: int) -> bytes:
     }, indent=2).encode()  # fmt: skip
 
 
+def aws_copy(
+    aws: Path, url: str, bucket: str, tmp: Path, env: dict[str, str]
+) -> tuple[float, subprocess.CompletedProcess[str], int]:
+    """`aws s3 cp --recursive` of every run's eval.json: time, process, files copied."""
+    cmd = [str(aws), "--endpoint-url", url, "s3", "cp", "--recursive", "--quiet",
+           f"s3://{bucket}/runs/", str(tmp / "awscopy"), "--exclude", "*",
+           "--include", "*/eval.json"]  # fmt: skip
+    took, out = timed(cmd, env=env)
+    return took, out, len(list((tmp / "awscopy").rglob("eval.json")))
+
+
 def timed(cmd: list[str], **kwargs: object) -> tuple[float, subprocess.CompletedProcess[str]]:
     t0 = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
@@ -109,11 +120,7 @@ def main() -> int:
             warm, _ = timed(cmd, cwd=proj, env=env)
 
             # 3. aws s3 cp --recursive of the same objects (every eval.json).
-            aws_cmd = [str(aws), "--endpoint-url", ep.url, "s3", "cp", "--recursive", "--quiet",
-                       f"s3://{bucket}/runs/", f"{tmp}/awscopy", "--exclude", "*",
-                       "--include", "*/eval.json"]  # fmt: skip
-            aws_time, aws_out = timed(aws_cmd, env=env)
-            copied = len(list(Path(f"{tmp}/awscopy").rglob("eval.json")))
+            aws_time, aws_out, copied = aws_copy(aws, ep.url, bucket, Path(tmp), env)
         finally:
             ceph.stop()
     rows = [
