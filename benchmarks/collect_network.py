@@ -26,20 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from collect_speed import aws_copy, awscli, record, timed  # noqa: E402
+from collect_speed import SERIAL, aws_copy, awscli, record, timed  # noqa: E402
 from s3.servers import S3Endpoint, start_moto  # noqa: E402
-
-SERIAL = """
-import sys, boto3
-from botocore.config import Config
-url, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=url, config=Config(s3={"addressing_style": "path"}))
-keys = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
-        Prefix="runs/") for o in p.get("Contents", []) if o["Key"].endswith("/eval.json")]
-for key in keys:
-    s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-print(len(keys))
-"""
 
 
 class Relay:
