@@ -59,10 +59,16 @@ def train_argv(run: str, replica: Replica | None = None, **overrides: Any) -> li
     return command.argv
 
 
+def pod_spec(job: dict[str, Any], replica: str | None = None) -> dict[str, Any]:
+    """The pod spec of `replica` (default: rank 0's, Worker or Master)."""
+    replica = replica or ("Master" if job["kind"] == "PyTorchJob" else "Worker")
+    spec: dict[str, Any] = replica_specs(job)[replica]["template"]["spec"]
+    return spec
+
+
 def container(job: dict[str, Any], replica: str | None = None) -> dict[str, Any]:
     """The training container of `replica` (default: rank 0's, Worker or Master)."""
-    replica = replica or ("Master" if job["kind"] == "PyTorchJob" else "Worker")
-    c: dict[str, Any] = replica_specs(job)[replica]["template"]["spec"]["containers"][0]
+    c: dict[str, Any] = pod_spec(job, replica)["containers"][0]
     return c
 
 

@@ -16,11 +16,10 @@ import yaml
 from k8s_schema import K8S_VERSION
 from kube.emulator import KubeEmulator
 from test_cluster_fit import AFFINITY, FIT, add
-from test_render import container, env_of, render
+from test_render import env_of, pod_spec, render
 from trainer_v2 import build_jobset, node_pod, validate_v2
 
 from detk8s.labels import JOB_COMPLETION_INDEX, JOBSET_NAME, JOBSET_REPLICATED_JOB
-from detk8s.labels import JOBSET_RESTART_ATTEMPT as ATTEMPT
 
 NS = "detection"
 SHIPPED = ["L1", "L2", "L3", "L4", "Y1", "Y2", "Y3", "Y4", "U1", "X1", "M1", "S1"]
@@ -39,8 +38,8 @@ def as_v2(project: Path, run: str, **extra: Any) -> str:
 
 
 def v1_pod(cli: Any, run: str) -> dict[str, Any]:
-    _, job = render(cli, run)
-    return container(job)
+    """Rank 0's pod spec of the run on v1 (its PaddleJob or PyTorchJob)."""
+    return pod_spec(render(cli, run)[1])
 
 
 def test_runtimes_are_versioned_and_valid(cli: Any) -> None:
@@ -77,7 +76,8 @@ def test_every_shipped_run_renders_a_valid_trainjob(project: Path, cli: Any, run
     kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
     # The same pod as on v1: command, GPU limits and requests, /dev/shm, NCCL and storage env,
     # security context, volumes.
-    v1 = v1_pod(cli, run)
+    v1_spec = v1_pod(cli, run)
+    v1 = v1_spec["containers"][0]
     (node,) = pod["spec"]["containers"]
     assert node["image"] == v1["image"] and node["command"][:2] == v1["command"][:2]
     assert node["resources"] == v1["resources"]
@@ -89,18 +89,12 @@ def test_every_shipped_run_renders_a_valid_trainjob(project: Path, cli: Any, run
         m["mountPath"] for m in v1["volumeMounts"]
     }
     shm = next(v for v in pod["spec"]["volumes"] if v["name"] == "dshm")
-    assert shm["emptyDir"]["sizeLimit"] == job_shm(cli, run)
+    v1_shm = next(v for v in v1_spec["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["sizeLimit"] == v1_shm["emptyDir"]["sizeLimit"]
     assert (
         jobset["spec"]["replicatedJobs"][0]["template"]["spec"]["completions"]
         == (job["spec"]["trainer"]["numNodes"])
     )
-
-
-def job_shm(cli: Any, run: str) -> str:
-    _, job = render(cli, run)
-    spec = next(iter(job["spec"][k] for k in job["spec"] if k.endswith("ReplicaSpecs")))
-    pod = next(iter(spec.values()))["template"]["spec"]
-    return str(next(v for v in pod["volumes"] if v["name"] == "dshm")["emptyDir"]["sizeLimit"])
 
 
 def test_cluster_fit_keys_reach_the_trainjob(project: Path, cli: Any) -> None:
@@ -164,10 +158,6 @@ def test_dollar_signs_stay_literal_in_the_trainjob(project: Path, cli: Any) -> N
     # The runtime's own $(...) is the kubelet's expansion of the pod's JobSet name, on purpose.
     master = env_of(node_pod(build_jobset(runtime, job))["spec"]["containers"][0])
     assert master["PADDLE_MASTER"] == "$(DETK8S_JOBSET)-node-0-0.$(DETK8S_JOBSET):36543"
-
-
-__all__ = ["ATTEMPT", "JOBSET_NAME", "JOBSET_REPLICATED_JOB", "JOB_COMPLETION_INDEX", "NS",
-           "KubeEmulator"]  # fmt: skip
 
 
 def test_the_cel_rules_are_run(project: Path, cli: Any) -> None:

@@ -229,8 +229,10 @@ class MissingRuntime(DetkError):
 def _ensure_runtimes(cluster: Cluster, manifests: Manifests) -> None:
     """The detk8s runtime each TrainJob names is on the cluster (a TrainJob under a missing one
     would only get a Warning event)."""
+    from detk8s.backends.kubernetes.kinds import TRAINJOB
+
     names = {m[1]["spec"]["runtimeRef"]["name"] for m in manifests.values()
-             if m[1]["kind"] == "TrainJob"}  # fmt: skip
+             if m[1]["kind"] == TRAINJOB}  # fmt: skip
     for name in sorted(names):
         if cluster.has_runtime(name) is False:
             raise MissingRuntime(

@@ -145,9 +145,12 @@ class Cluster:
         except ApiException:  # 404: no such job, or no such API on this cluster
             return None
 
-    def find_job(self, name: str) -> tuple[JobKind, dict[str, Any]] | None:
-        """The job named `name`, of whichever kind."""
-        for kind in KINDS.values():
+    def find_job(
+        self, name: str, first: JobKind | None = None
+    ) -> tuple[JobKind, dict[str, Any]] | None:
+        """The job named `name`, of whichever kind (`first` asked first)."""
+        kinds = [first] if first else []
+        for kind in [*kinds, *(k for k in KINDS.values() if k is not first)]:
             job = self.get_job(kind, name)
             if job is not None:
                 return kind, job

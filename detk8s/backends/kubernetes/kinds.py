@@ -29,6 +29,7 @@ RUNTIME_KIND = "ClusterTrainingRuntime"
 # The trainer job of a runtime and its container: TrainJob overrides (image, command, env,
 # resources) go to this container of the replicated job labelled as the trainer step.
 TRAINER_NODE = "node"
+TRAINJOB = "TrainJob"
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,8 @@ KINDS: dict[str, JobKind] = {
         port=23456,
         rank0_replica="master",
     ),
-    "TrainJob": JobKind(
-        kind="TrainJob",
+    TRAINJOB: JobKind(
+        kind=TRAINJOB,
         plural="trainjobs",
         template="trainjob.yaml.j2",
         container=TRAINER_NODE,

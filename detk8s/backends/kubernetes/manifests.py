@@ -25,6 +25,7 @@ from detk8s.backends.kubernetes.kinds import (
     TRAINER_GROUP,
     TRAINER_NODE,
     TRAINER_VERSION,
+    TRAINJOB,
 )
 from detk8s.config.schema import API_TRAINER_V2
 from detk8s.labels import (
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
     from detk8s.project import LoadedRun
 
 Manifest = dict[str, Any]
-TRAINJOB = "TrainJob"
 RUNTIME_TEMPLATE = "clustertrainingruntime.yaml.j2"
 RUNTIME_HASH_CHARS = 8
 # A TrainJob's runtimePatches entry is keyed by its manager, a domain-prefixed path.

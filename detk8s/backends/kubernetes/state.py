@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from detk8s.backends.kubernetes.kinds import KINDS
+from detk8s.backends.kubernetes.kinds import KINDS, TRAINJOB
 from detk8s.labels import KUEUE_QUEUE_LABEL
 
 TERMINAL = ("Succeeded", "Failed")
@@ -30,7 +30,7 @@ def job_state(job: dict[str, Any]) -> str:
     has only Complete, Failed and Suspended: before those it is Running once a child Job has
     active pods, else Created."""
     cond = last_condition(job)
-    if job.get("kind") == "TrainJob":
+    if job.get("kind") == TRAINJOB:
         state = _TRAINJOB_STATES.get(str(cond["type"])) if cond else None
         if state is None:
             jobs = (job.get("status") or {}).get("jobsStatus") or []

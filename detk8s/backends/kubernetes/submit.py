@@ -88,12 +88,9 @@ def _submit(
         apply(cluster, None, config_map, force=True, dry_run=True)
         apply(cluster, kind, job, force=force, dry_run=True)
         return Outcome(run, name, "validated", "the API server accepts it (nothing persisted)")
-    if known is None:
-        found = (kind, cluster.get_job(kind, name))
-        if found[1] is None:
-            found = _on_another_api(cluster, kind, name) or found
-    else:
-        found = known.get(name, (kind, None))
+    # The run's job, or one of the same name on another API (kubeflow-v1 vs trainer-v2).
+    found = (cluster.find_job(name, first=kind) if known is None else known.get(name)) or (
+        kind, None)  # fmt: skip
     existing = found[1] if found[0] is kind else None
     if existing is not None and _hash(existing) == _hash(job):
         others = _other_managers(existing)
@@ -169,15 +166,6 @@ def _other_managers(job: Manifest) -> list[str]:
 def known_jobs(cluster: Cluster) -> Known:
     """The jobs detk8s made in the cluster's namespace, of every kind: one list each."""
     return {j["metadata"]["name"]: (kind, j) for kind, j in cluster.list_jobs(RUN_LABEL)}
-
-
-def _on_another_api(cluster: Cluster, kind: JobKind, name: str) -> tuple[JobKind, Manifest] | None:
-    """The run's job of another kind (kubeflow-v1 vs trainer-v2): the same name, another job."""
-    for other in KINDS.values():
-        found = cluster.get_job(other, name) if other is not kind else None
-        if found is not None:
-            return other, found
-    return None
 
 
 def _owned(config_map: Manifest, kind: JobKind, job: Manifest) -> Manifest:
