@@ -1,11 +1,15 @@
 """Benchmark: `detk8s collect` over 1,000 runs with the S3 server behind a real round trip, as a
-bucket is: moto's S3 server reached through a TCP relay on this machine that holds every chunk
+bucket is: an S3 server (moto's, or Ceph RGW with --server ceph, which needs Debian's ceph
+packages: .ci/install-ceph.sh) reached through a TCP relay on this machine that holds every chunk
 for half the round trip in each direction (the kernel here has no `tc netem`, which would do the
 same to the packets). Compared, each a fresh process and cold: a serial boto3 loop (list, then
 GET each eval.json) and `aws s3 cp --recursive` of the same objects. Goal: >= 10x the serial
 loop, >= 2x aws s3 cp. Installs awscli into its own venv on first use.
 
-    .venv/bin/python benchmarks/collect_network.py [--runs 1000] [--rtt-ms 10]
+    .venv/bin/python benchmarks/collect_network.py [--runs 1000] [--rtt-ms 10] [--server ceph]
+
+moto serves every request in one Python process, which caps how many GETs per second any client
+gets from it on a 2-core machine; Ceph RGW does not.
 """
 
 from __future__ import annotations
@@ -13,21 +17,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from collect_speed import SERIAL, aws_copy, awscli, record, timed  # noqa: E402
-from s3.servers import S3Endpoint, start_moto  # noqa: E402
+from collect_speed import SERIAL, aws_copy, awscli, store_runs, timed  # noqa: E402
+from s3.servers import start_ceph, start_moto  # noqa: E402
 
 
 class Relay:
@@ -80,28 +84,18 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--rtt-ms", type=float, default=10.0)
+    parser.add_argument("--server", choices=["moto", "ceph"], default="moto")
     args = parser.parse_args()
     aws = awscli()
     with tempfile.TemporaryDirectory() as tmp:
-        moto = start_moto(Path(tmp))
-        relay = Relay(("127.0.0.1", int(moto.endpoint.url.rsplit(":", 1)[1])), 0.0)
+        server = start_ceph(Path(tmp) / "ceph") if args.server == "ceph" else start_moto(Path(tmp))
+        relay = Relay(("127.0.0.1", int(server.endpoint.url.rsplit(":", 1)[1])), 0.0)
         url = f"http://127.0.0.1:{relay.port}"
         try:
-            ep = S3Endpoint(url, "testing", "testing")
+            ep = dataclasses.replace(server.endpoint, url=url)  # through the relay
             client = ep.client(max_pool_connections=32)
             bucket = ep.new_bucket("bench", client)
-            with ThreadPoolExecutor(16) as pool:  # before the delay: setting up is not timed
-                list(pool.map(lambda i: client.put_object(
-                    Bucket=bucket, Key=f"runs/R{i:04d}/eval.json", Body=record(i)),
-                    range(args.runs)))  # fmt: skip
-                list(
-                    pool.map(
-                        lambda i: client.put_object(
-                            Bucket=bucket, Key=f"runs/R{i:04d}/DONE", Body=b""
-                        ),
-                        range(args.runs),
-                    )
-                )
+            store_runs(client, bucket, args.runs)  # before the delay: not timed
             relay.one_way = args.rtt_ms / 2000  # from here on, every round trip takes it
             env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
             env |= {"AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
@@ -124,8 +118,8 @@ def main() -> int:
                        if r["status"] == "done")  # fmt: skip
             aws_time, aws_out, copied = aws_copy(aws, url, bucket, Path(tmp), env)
         finally:
-            moto.stop()
-    print(f"collect over {args.runs} runs, moto S3 behind a {args.rtt_ms:g} ms round trip "
+            server.stop()
+    print(f"collect over {args.runs} runs, {args.server} S3 behind a {args.rtt_ms:g} ms round trip "
           f"(a HEAD takes {rtt:.1f} ms), fresh processes, cold:")  # fmt: skip
     print(f"  serial boto3 loop (list + GET each)   {serial:7.2f} s  {s_out.stdout.strip()} GETs")
     print(f"  aws s3 cp --recursive                 {aws_time:7.2f} s  {copied} eval.json, "

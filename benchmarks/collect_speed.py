@@ -58,6 +58,20 @@ def record(i: int) -> bytes:
     }, indent=2).encode()  # fmt: skip
 
 
+def store_runs(client: object, bucket: str, runs: int) -> None:
+    """`runs` finished runs, stored as `detk8s exec` stores them: eval.json, its copy in the
+    index, then DONE."""
+
+    def one(i: int) -> None:
+        body = record(i)
+        for key, data in ((f"R{i:04d}/eval.json", body), (f"_index/R{i:04d}.json", body),
+                          (f"R{i:04d}/DONE", b"")):  # fmt: skip
+            client.put_object(Bucket=bucket, Key=f"runs/{key}", Body=data)  # type: ignore[attr-defined]
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(runs)))
+
+
 def aws_copy(
     aws: Path, url: str, bucket: str, tmp: Path, env: dict[str, str]
 ) -> tuple[float, subprocess.CompletedProcess[str], int]:
@@ -86,13 +100,7 @@ def main() -> int:
             ep = ceph.endpoint
             client = ep.client(max_pool_connections=32)
             bucket = ep.new_bucket("bench", client)
-            with ThreadPoolExecutor(16) as pool:
-                list(pool.map(lambda i: client.put_object(
-                    Bucket=bucket, Key=f"runs/R{i:04d}/eval.json", Body=record(i)),
-                    range(args.runs)))  # fmt: skip
-                list(pool.map(lambda i: client.put_object(
-                    Bucket=bucket, Key=f"runs/R{i:04d}/DONE", Body=b""),
-                    range(args.runs)))  # fmt: skip
+            store_runs(client, bucket, args.runs)
             env = {**os.environ, "AWS_ACCESS_KEY_ID": ep.access_key,
                    "AWS_SECRET_ACCESS_KEY": ep.secret_key, "AWS_DEFAULT_REGION": ep.region,
                    "XDG_CACHE_HOME": f"{tmp}/cache"}  # fmt: skip

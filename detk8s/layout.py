@@ -1,5 +1,5 @@
 """Where a run's files are on the machine that runs it: inside the pod, or on this machine for
-the local backend. Adapters build paths from a Layout, never from literals; run.yaml carries the
+the local backend. Adapters build paths from a Layout, never from literals; run.json carries the
 layout, so `detk8s exec` runs a job the same way in a pod and here."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from detk8s.config.schema import DatasetConfig
 from detk8s.paths import PACKAGE_DIR
 from detk8s.weights import WeightsSource
 
-RUN_FILE = "run.yaml"
+RUN_FILE = "run.json"
 
 
 @dataclass(frozen=True)
 class Layout:
-    config_dir: str  # the run's files (run.yaml, framework config); a ConfigMap in the pod
+    config_dir: str  # the run's files (run.json, framework config); a ConfigMap in the pod
     data_dir: str  # datasets, one dir each
     output_dir: str  # run outputs, one dir each
     configs_root: str | None  # model configs: <configs_root>/<framework>/<file>; None: where

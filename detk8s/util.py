@@ -5,10 +5,15 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from detk8s.errors import EXIT_USAGE, DetkError
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _umask() -> int:
@@ -104,3 +109,38 @@ def parse_duration(text: str) -> float:
         raise ValueError(f"{text!r} is not a duration: 90s, 30m, 6h, 1h30m or seconds")
     h, mins, secs = (float(g) if g else 0.0 for g in m.groups())
     return h * 3600 + mins * 60 + secs
+
+
+def thread_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> list[R]:
+    """`[fn(x) for x in items]` on up to `threads` threads, for calls that mostly wait on the
+    network. Every thread is started before any of them works: a thread started while others
+    hold the GIL waits out a switch interval (5 ms) to say it is alive, which for 64 threads
+    of GETs (ThreadPoolExecutor starts one per submit) is a third of a second. The first
+    exception is raised once all are done."""
+    todo = list(enumerate(items))
+    results: list[Any] = [None] * len(todo)
+    errors: list[tuple[int, BaseException]] = []
+    lock, go = threading.Lock(), threading.Event()
+
+    def work() -> None:
+        go.wait()
+        while True:
+            with lock:
+                if not todo:
+                    return
+                i, item = todo.pop()
+            try:
+                results[i] = fn(item)
+            except BaseException as e:  # re-raised in the caller's thread
+                with lock:
+                    errors.append((i, e))
+
+    workers = [threading.Thread(target=work, daemon=True) for _ in range(min(threads, len(todo)))]
+    for w in workers:
+        w.start()
+    go.set()
+    for w in workers:
+        w.join()
+    if errors:
+        raise min(errors, key=lambda e: e[0])[1]
+    return results

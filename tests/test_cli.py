@@ -20,7 +20,7 @@ from kube.emulator import KubeEmulator
 from test_cluster import wait_until
 
 from detk8s import __version__
-from detk8s.util import parse_duration
+from detk8s.util import parse_duration, thread_map
 
 LOGS = Path(__file__).parent / "data" / "logs"
 NS = "detection"
@@ -73,6 +73,27 @@ def test_durations() -> None:
     for bad in ("", "1x", "h", "1m30h", "-5m"):
         with pytest.raises(ValueError, match="is not a duration"):
             parse_duration(bad)
+
+
+def test_thread_map_keeps_order_runs_concurrently_and_raises_the_first_error() -> None:
+    import threading
+
+    together = threading.Barrier(8, timeout=10)  # all 8 calls wait for each other: concurrent
+
+    def square(x: int) -> int:
+        together.wait()
+        return x * x
+
+    assert thread_map(square, range(8), 8) == [x * x for x in range(8)]
+    assert thread_map(square, [], 8) == []
+
+    def fail_odd(x: int) -> int:
+        if x % 2:
+            raise ValueError(f"odd {x}")
+        return x
+
+    with pytest.raises(ValueError, match=r"^odd 1$"):
+        thread_map(fail_odd, range(10), 3)
 
 
 def test_a_bad_duration_is_a_usage_error(project: Path, cli: Any) -> None:

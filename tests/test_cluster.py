@@ -121,16 +121,36 @@ def test_sweep_with_one_failing_create(cluster: KubeEmulator, cli: Any) -> None:
     assert f"{failed}: created" in retry.out and retry.out.count("unchanged") == 3
 
 
+@pytest.mark.parametrize("stored_as", ["index", "DONE"])
 def test_done_runs_are_skipped_unless_forced(
-    cluster: KubeEmulator, cluster_store: Any, cli: Any
+    cluster: KubeEmulator, cluster_store: Any, cli: Any, stored_as: str
 ) -> None:
-    cluster_store.put("Y3/DONE", b"")
+    cluster_store.put("Y3/eval.json", b"{}")
+    if stored_as == "index":  # as detk8s exec stores a result
+        cluster_store.put("_index/Y3.json", b"{}")
+    else:  # as it did before indexes
+        cluster_store.put("Y3/DONE", b"")
+    cluster_store.put("_index/Y4.json", b"{}")  # an index without the run's objects: not Y4's
     result = cli("submit", "Y3", "Y4")
     assert result.code == 0
     assert "Y3: skipped paddlejobs/y3 in namespace detection: results already stored" in result.out
     assert names(cluster, KIND) == ["y4"]
     assert cli("submit", "Y3", "--force").code == 0
     assert names(cluster, KIND) == ["y3", "y4"]
+
+
+def test_resubmitting_unchanged_runs_asks_no_storage(
+    cluster: KubeEmulator, cluster_store: Any, cli: Any
+) -> None:
+    """Storage is asked only about runs that would be created: with the bucket gone, an
+    unchanged sweep still re-submits cleanly (a new run would get a warning)."""
+    assert cli("submit", "L*").code == 0
+    cluster_store.client.delete_bucket(Bucket=cluster_store.bucket)
+    again = cli("submit", "L*")
+    assert again.code == 0 and again.out.count(": unchanged ") == 4
+    assert "warning" not in again.err
+    new = cli("submit", "Y1")
+    assert new.code == 0 and new.err.startswith("warning: cannot check stored results")
 
 
 def test_dry_runs_persist_nothing(cluster: KubeEmulator, cli: Any) -> None:
@@ -159,9 +179,11 @@ def operator(emu: KubeEmulator, job: str, script: Callable[[], None]) -> threadi
 def test_wait_follows_to_success_explaining_pending(cluster: KubeEmulator, cli: Any) -> None:
     def play() -> None:
         cluster.set_job_condition(KIND, NS, "y4", "Created")
-        cluster.add_pod(NS, "y4", "worker", 0, phase="Pending", node=None)
         cluster.add_event(NS, "y4-worker-0")  # 0/3 nodes: Insufficient nvidia.com/gpu
-        time.sleep(0.3)
+        cluster.add_pod(NS, "y4", "worker", 0, phase="Pending", node=None)
+        wait_until(
+            lambda: cluster.requests("GET", f"/namespaces/{NS}/events")
+        )  # read while pending
         cluster.set_pod_phase(NS, "y4-worker-0", "Running")
         cluster.set_job_condition(KIND, NS, "y4", "Running")
         cluster.set_pod_log(NS, "y4-worker-0", "Epoch: [0] [ 0/10] loss: 9.1\n")

@@ -44,7 +44,7 @@ def render(cli: Any, *args: str) -> list[dict[str, Any]]:
 def exec_of(c: dict[str, Any]) -> str:
     """The run the container's `detk8s exec` runs: the train command is built in the pod."""
     run: str = c["command"][2]
-    assert c["command"] == ["detk8s", "exec", run, "--run-file", "/etc/detk8s/run.yaml"]
+    assert c["command"] == ["detk8s", "exec", run, "--run-file", "/etc/detk8s/run.json"]
     return run
 
 
@@ -300,9 +300,9 @@ def test_no_value_is_expanded_by_the_kubelet(project: Path, cli: Any) -> None:
     assert started["env"]["DETK8S_STORAGE"] == "s3://detk8s/runs"
     assert started["env"]["NCCL_SOCKET_IFNAME"] == "$(AWS_SECRET_ACCESS_KEY)"
     assert started["env"]["AWS_ENDPOINT_URL"] == "http://s3.local/$(AWS_SECRET_ACCESS_KEY)"
-    assert started["command"] == ["detk8s", "exec", "X4", "--run-file", "/etc/detk8s/run.yaml"]
+    assert started["command"] == ["detk8s", "exec", "X4", "--run-file", "/etc/detk8s/run.json"]
     # The rest travels in the ConfigMap, which the kubelet does not expand.
-    run = yaml.safe_load(cm["data"]["run.yaml"])["run"]
+    run = json.loads(cm["data"]["run.json"])["run"]
     assert (run["extra_args"], run["model"]) == (hostile, hostile[0])
 
 

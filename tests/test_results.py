@@ -173,15 +173,18 @@ def test_collect_cli(project: Path, cli: Any, store: Any) -> None:
 
 def test_etag_cache_fetches_only_what_changed(store: Any, tmp_path: Path) -> None:
     from detk8s.results.cache import ResultCache
-    from detk8s.results.collect import _Fetcher, _index, _result
+
+    class Counting(type(store)):  # type: ignore[misc]
+        gets = 0
+
+        def get(self, key: str) -> bytes | None:
+            Counting.gets += 1
+            return super().get(key)
 
     def fetches() -> tuple[int, dict[str, str]]:
-        cache = ResultCache(store.uri, tmp_path / "cache")
-        fetcher = _Fetcher(store, cache)
-        index = _index(store)
-        status = {run: _result(fetcher, run, index[run]).status for run in index}
-        cache.save()
-        return fetcher.fetched, status
+        before = Counting.gets
+        results = collect(Counting(store.uri), cache=ResultCache(store.uri, tmp_path / "cache"))
+        return Counting.gets - before, {r.run: r.status for r in results}
 
     first, status = fetches()
     assert first == 5  # eval.json of L2, Y1, Y2, Y4 and FAILED of L4 (Y3 lists no eval.json)
@@ -230,3 +233,51 @@ def test_collect_shows_every_framework_in_one_table(
         assert rows[run]["status"] == "done"
     assert expected["X1"][1] == "46.90%" and rows["X1"]["mAP50:95"] == 32.0
     assert expected["S1"][1] == "1.01%"
+
+
+def test_collect_lists_one_key_per_run_however_many_checkpoints(
+    s3_bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through a proxy that logs every request to a real S3 server: a finished run costs one GET
+    of its index object, its checkpoints cost nothing; a run without an index (running,
+    failed, stored before indexes) one listing of its own top level."""
+    from s3.proxy import recording_proxy
+
+    from detk8s.storage import Connection
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_bucket.endpoint.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_bucket.endpoint.secret_key)
+    uri = f"s3://{s3_bucket.name}/runs"
+    writer = open_storage(uri, Connection(s3_bucket.endpoint.url, s3_bucket.endpoint.region))
+
+    def finished(run: str, checkpoints: int) -> None:
+        for i in range(checkpoints):
+            writer.put(f"{run}/checkpoints/{i}/model.pdparams", b"w")
+        body = json.dumps(record(run)).encode()
+        writer.put(f"{run}/eval.json", body)
+        writer.put(f"_index/{run}.json", body)  # as `detk8s exec` stores a result
+        writer.put(f"{run}/DONE", b"")
+
+    finished("L1", 3)
+    finished("L2", 3)
+    writer.put("Y1/eval.json", json.dumps(record("Y1")).encode())  # stored before indexes
+    writer.put("Y1/DONE", b"")
+    writer.put("Y2/checkpoints/0/model.pdparams", b"w")  # still running
+    writer.put("_index/Y9.json", json.dumps(record("Y9")).encode())  # no such run: ignored
+
+    def collected() -> tuple[dict[str, str], list[tuple[str, str]]]:
+        with recording_proxy(s3_bucket.endpoint.url) as proxy:
+            store = open_storage(uri, Connection(proxy.url, s3_bucket.endpoint.region))
+            results = collect(store)
+        return {r.run: r.status for r in results}, sorted(proxy.log)
+
+    status, requests = collected()
+    assert status == {"L1": "done", "L2": "done", "Y1": "done", "Y2": "running"}
+    bucket = f"/{s3_bucket.name}"
+    assert requests == sorted([
+        *[("GET", bucket)] * 4,  # runs, the index, Y1's and Y2's top level
+        ("GET", f"{bucket}/runs/_index/L1.json"), ("GET", f"{bucket}/runs/_index/L2.json"),
+        ("GET", f"{bucket}/runs/Y1/eval.json"),
+    ])  # fmt: skip
+    finished("L1", 40)  # many more checkpoints: the same requests
+    assert collected() == (status, requests)

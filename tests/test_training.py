@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from s3.proxy import RecordingProxy, recording_proxy
 from s3.servers import S3Endpoint
 from tiny import TinyProject, copy_tiny_project
@@ -116,18 +115,22 @@ def test_trains_evaluates_and_stores(trained: Trained, run: str) -> None:
     assert record["checkpoint_errors"] == []
     keys = set(trained.keys(f"{run}/"))
     assert {f"{run}/{f}" for f in [*RESULT_FILES, "DONE"]} <= keys
+    assert json.loads(trained.get(f"_index/{run}.json")) == record
     assert {f"{run}/checkpoints/{n}.json" for n in ("model_final", "best_model")} <= keys
 
 
 @pytest.mark.parametrize("run", ["tiny-picodet", "tiny-yolov3"])
 def test_done_is_written_last(trained: Trained, run: str) -> None:
-    """Read through the proxy's log of requests: every result is stored before DONE."""
-    writes = trained.proxy.writes(f"{trained.bucket}/runs/{run}/")
+    """Read through the proxy's log of requests: every result is stored, then the run's index
+    object (what collect and submit list), then DONE."""
+    runs = f"{trained.bucket}/runs/"
+    writes = [k for k in trained.proxy.writes(runs)
+              if k.startswith((f"{runs}{run}/", f"{runs}_index/{run}.json"))]  # fmt: skip
     last = {key: i for i, key in enumerate(writes)}
-    done = last[f"{trained.bucket}/runs/{run}/DONE"]
+    done, index = last[f"{runs}{run}/DONE"], last[f"{runs}_index/{run}.json"]
     for f in RESULT_FILES:
-        assert last[f"{trained.bucket}/runs/{run}/{f}"] < done, f
-    assert done == len(writes) - 1
+        assert last[f"{runs}{run}/{f}"] < index, f
+    assert index < done == len(writes) - 1
 
 
 def test_fraction_and_dataset_from_s3(trained: Trained) -> None:
@@ -328,7 +331,7 @@ def test_local_backend_submit_status_logs_delete(trained: Trained) -> None:
     assert Path(f"/proc/{pid}/cmdline").read_text().split("\0")[1:6] == [
         "-m", "detk8s", "exec", "tiny-local", "--run-file",
     ]  # fmt: skip
-    run_file = yaml.safe_load((trained.root / "output/tiny-local/config/run.yaml").read_text())
+    run_file = json.loads((trained.root / "output/tiny-local/config/run.json").read_text())
     assert run_file["layout"]["output_dir"] == str(trained.root / "output")
 
     status = trained.cli("status", "--backend", "local", "tiny-local")

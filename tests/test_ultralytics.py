@@ -73,7 +73,7 @@ def test_u1_renders_a_pytorchjob(project: Path, cli: Any) -> None:
     assert job["spec"]["nprocPerNode"] == "2"
     c = container(job)
     assert c["name"] == "pytorch" and c["resources"]["limits"]["nvidia.com/gpu"] == 2
-    assert c["command"] == ["detk8s", "exec", "U1", "--run-file", "/etc/detk8s/run.yaml"]
+    assert c["command"] == ["detk8s", "exec", "U1", "--run-file", "/etc/detk8s/run.json"]
     env = env_of(c)
     assert env["NCCL_IB_DISABLE"] == "1" and env["YOLO_OFFLINE"] == "1"
     assert env["YOLOV5_CONFIG_DIR"] == "/output/U1/ultralytics-config"

@@ -86,15 +86,23 @@ def test_stored_results_cannot_act_in_a_summary(tmp_path: Path) -> None:
         "A3": record("A3", model="a | b\n| injected | row |", dataset="<script>x</script>"),
         "A4": record("A4", model="\x1b[2J\x1b]0;owned\x07"),
     }
-    for run, body in evil.items():
+    for i, (run, body) in enumerate(evil.items()):
         store.put(f"{run}/eval.json", body)
+        if i % 2:  # half as detk8s exec stores them now, indexed
+            store.put(f"_index/{run}.json", body)
         store.put(f"{run}/DONE", b"")
     store.put("A5/FAILED", b"-2+3+cmd|' /C calc'!A0")
     store.put("A6/DONE", b"")
     store.put("A6/eval.json", b" " * (2 << 20))  # 2 MiB: not a result, never parsed
+    store.put("A7/DONE", b"")
+    store.put("_index/A7.json", b" " * (2 << 20))
+    store.put("A8/DONE", b"")
+    store.put("_index/A8.json", evil["A1"])  # another run's result
     rows = [row(r) for r in collect(store)]
     by_run = {r["run"]: r for r in rows}
     assert by_run["A6"]["status"] == "invalid" and "2.1 MB" in by_run["A6"]["reason"]
+    assert by_run["A7"]["reason"] == "_index/A7.json is 2.1 MB: not a result"
+    assert by_run["A8"]["reason"] == "_index/A8.json is of run 'A1'"
     cells = [c for r in csv.reader(io.StringIO(write_summary(rows, "csv"))) for c in r]
     assert not [c for c in cells if c[:1] in ("=", "+", "-", "@") and not _number(c)]
     assert "'=HYPERLINK" in cells[cells.index("A1") + 2]

@@ -41,10 +41,10 @@ if TYPE_CHECKING:
 
     from detk8s.backends.kubernetes.cluster import Cluster
     from detk8s.backends.kubernetes.kinds import JobKind
-    from detk8s.backends.kubernetes.submit import Outcome
+    from detk8s.backends.kubernetes.submit import Known, Manifest, Outcome
     from detk8s.project import LoadedRun, Project
 
-    Manifests = dict[str, list[dict[str, Any]]]
+    Manifests = dict[str, list[Manifest]]
 
 EXIT_TIMEOUT = 3
 SWEEP_THREADS = 16
@@ -127,21 +127,19 @@ def submit(
         sys.stdout.write("".join(to_yaml(m) for m in manifests.values()))
         err(f"dry run: {len(manifests)} run(s) rendered, nothing submitted")
         return
-    from concurrent.futures import ThreadPoolExecutor
-
-    # Storage answers and the cluster client loads while the runs render.
-    with ThreadPoolExecutor(2) as early:
-        names = [r.name for r in loaded]
-        done = early.submit(_stored, proj, names) if not force and dry_run is DryRun.none else None
-        connecting = early.submit(connect, proj, context, namespace, kubeconfig)
-        manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
-        skip = done.result() if done else set()
-        _ensure_images(proj, loaded, build)
-        cluster = connecting.result()
-    _ensure_runtimes(cluster, manifests)
+    cluster = connect(proj, context, namespace, kubeconfig)
+    manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
     targets = {run: cluster.in_namespace(namespace or m[1]["metadata"].get("namespace"))
                for run, m in manifests.items()}  # fmt: skip
-    outcomes = _submit_all(targets, manifests, skip, replace, dry_run is DryRun.server,
+    server_dry_run = dry_run is DryRun.server
+    known = _known_jobs(targets) if len(manifests) > 1 and not server_dry_run else {}
+    # Storage and registries are asked only about runs that would be (re)created.
+    pending = [r for r in loaded if not _unchanged(known, targets[r.name], manifests[r.name])]
+    ask_storage = pending and not force and not server_dry_run
+    skip = _stored(proj, [r.name for r in pending]) if ask_storage else set()
+    _ensure_images(proj, [r for r in pending if r.name not in skip], build)
+    _ensure_runtimes(cluster, manifests)
+    outcomes = _submit_all(targets, manifests, known, skip, replace, server_dry_run,
                            force_conflicts)  # fmt: skip
     for o in outcomes:
         _report(targets[o.run], manifests[o.run][1]["kind"], o)
@@ -194,14 +192,12 @@ def _ensure_images(proj: Project, loaded: list[LoadedRun], build: bool) -> None:
     """Every run's image is in its registry before any job is created: a missing one would end
     in ImagePullBackOff minutes later. With --build, the project's missing images are built and
     pushed first. A registry that cannot be asked is a warning."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from detk8s.images.registry import manifest_exists
     from detk8s.jobspec import image_name, resolve_image
+    from detk8s.util import thread_map
 
     refs = {resolve_image(r, proj.settings): image_name(r, proj.settings) for r in loaded}
-    with ThreadPoolExecutor(SWEEP_THREADS) as pool:
-        found = dict(zip(refs, pool.map(manifest_exists, refs), strict=True))
+    found = dict(zip(refs, thread_map(manifest_exists, refs, SWEEP_THREADS), strict=True))
     for ref, presence in found.items():
         if presence.exists is None:
             err(f"warning: cannot check that {ref} is in its registry ({presence.detail})")
@@ -242,35 +238,39 @@ def _ensure_runtimes(cluster: Cluster, manifests: Manifests) -> None:
 
 
 def _stored(proj: Project, runs: list[str]) -> set[str]:
-    """Runs whose results are already in object storage (DONE): skipped unless --force."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    from detk8s.storage import DONE
+    """Runs whose results are already in object storage: skipped unless --force."""
+    from detk8s.results.collect import done_runs
 
     try:
-        storage = proj.storage()
-        with ThreadPoolExecutor(SWEEP_THREADS) as pool:
-            done = list(pool.map(lambda r: storage.exists(f"{r}/{DONE}"), runs))
+        return done_runs(proj.storage(), runs)
     except DetkError as e:
         err(f"warning: cannot check stored results ({e}); submitting anyway")
         return set()
-    return {r for r, d in zip(runs, done, strict=True) if d}
+
+
+def _known_jobs(targets: dict[str, Cluster]) -> dict[str, Known]:
+    """Each namespace's jobs, listed once for a sweep rather than asked for run by run."""
+    from detk8s.backends.kubernetes.submit import known_jobs
+    from detk8s.util import thread_map
+
+    namespaces = {c.namespace: c for c in targets.values()}
+    listed = thread_map(known_jobs, namespaces.values(), len(namespaces))
+    return dict(zip(namespaces, listed, strict=True))
+
+
+def _unchanged(known: dict[str, Known], cluster: Cluster, manifests: list[Manifest]) -> bool:
+    from detk8s.backends.kubernetes.submit import same_spec
+
+    found = known.get(cluster.namespace, {}).get(manifests[1]["metadata"]["name"])
+    return found is not None and same_spec(found, manifests[1])
 
 
 def _submit_all(
-    targets: dict[str, Cluster], manifests: Manifests, skip: set[str], replace: bool,
-    server_dry_run: bool, force_conflicts: bool,
+    targets: dict[str, Cluster], manifests: Manifests, known: dict[str, Known], skip: set[str],
+    replace: bool, server_dry_run: bool, force_conflicts: bool,
 ) -> list[Outcome]:  # fmt: skip
-    from concurrent.futures import ThreadPoolExecutor
-
-    from detk8s.backends.kubernetes.submit import Outcome, known_jobs, submit_manifests
-
-    # A sweep lists each namespace's jobs once, rather than asking for each run's.
-    namespaces = {c.namespace: c for c in targets.values()}
-    known = {}
-    if len(manifests) > 1 and not server_dry_run:
-        with ThreadPoolExecutor(max(1, len(namespaces))) as pool:
-            known = dict(zip(namespaces, pool.map(known_jobs, namespaces.values()), strict=True))
+    from detk8s.backends.kubernetes.submit import Outcome, submit_manifests
+    from detk8s.util import thread_map
 
     def one(run: str) -> Outcome:
         name = manifests[run][1]["metadata"]["name"]
@@ -284,8 +284,7 @@ def _submit_all(
         except Exception as e:  # one broken submission must not hide the others' outcomes
             return Outcome(run, name, "failed", f"{type(e).__name__}: {e}")
 
-    with ThreadPoolExecutor(min(SWEEP_THREADS, max(1, len(manifests)))) as pool:
-        return list(pool.map(one, manifests))
+    return thread_map(one, manifests, SWEEP_THREADS)
 
 
 def _report(cluster: Cluster, kind_name: str, o: Outcome) -> None:

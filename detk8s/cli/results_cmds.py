@@ -32,7 +32,7 @@ def exec_(
     run: Annotated[str, typer.Argument(help="Run name.")],
     run_file: Annotated[
         Path | None,
-        typer.Option(help="The resolved run (run.yaml from the job's ConfigMap): pod mode."),
+        typer.Option(help="The resolved run (run.json from the job's ConfigMap): pod mode."),
     ] = None,
     storage: Annotated[
         str | None,

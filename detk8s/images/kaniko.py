@@ -109,25 +109,23 @@ def render_build_job(image: ImageBuild, namespace: str, kaniko_image: str) -> li
 def submit_build_job(cluster: Cluster, manifests: list[dict[str, Any]], dry_run: bool) -> str:
     """Creates the ConfigMap and the Job; "created", "exists" (same name = same inputs) or, for
     a server dry run, "validated"."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    from detk8s.backends.kubernetes.rest import ApiError
 
     config_map, job = manifests
     ns = cluster.namespace
     for m in manifests:
         m["metadata"]["namespace"] = ns
-    opts = {"dry_run": "All"} if dry_run else {}
-    batch = client.BatchV1Api(cluster.api)
+    query = {"dryRun": "All"} if dry_run else {}
     try:
-        cluster.call(cluster.core.create_namespaced_config_map, ns, config_map, **opts)
-    except ApiException as e:
+        cluster.request("POST", f"/api/v1/namespaces/{ns}/configmaps", query=query, body=config_map)
+    except ApiError as e:
         if e.status != 409:
             raise KanikoError(
                 f"cannot create configmaps/{config_map['metadata']['name']}: {e.reason}"
             ) from None
     try:
-        cluster.call(batch.create_namespaced_job, ns, job, **opts)
-    except ApiException as e:
+        cluster.request("POST", f"/apis/batch/v1/namespaces/{ns}/jobs", query=query, body=job)
+    except ApiError as e:
         if e.status == 409:
             return "exists"
         raise KanikoError(f"cannot create jobs/{job['metadata']['name']}: {e.reason}") from None

@@ -1,5 +1,7 @@
-"""Every run's result from object storage: one listing of the prefix, then the eval.json (or
-FAILED) of each run fetched concurrently.
+"""Every run's result from object storage: the runs and the index of finished ones listed (two
+listings, one key per run, however many checkpoints they stored), then each finished run's index
+object fetched concurrently; a run without one (still running, failed, or stored before indexes)
+has its own top-level objects listed and its eval.json or FAILED fetched.
 
 Status of a run: done (DONE and a valid eval.json), failed (FAILED), running (objects but no
 marker yet), missing (nothing stored; a run of the project), invalid (DONE with an eval.json that
@@ -12,7 +14,6 @@ import html
 import json
 import re
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,11 @@ from pydantic import ValidationError
 
 from detk8s.results.cache import ResultCache
 from detk8s.results.record import EvalRecord, FailureRecord
-from detk8s.storage import DONE, EVAL_JSON, FAILED, Storage
+from detk8s.storage import DONE, EVAL_JSON, FAILED, INDEX_PREFIX, Storage, index_key
 from detk8s.storage.base import StoredObject
-from detk8s.util import natural_key
+from detk8s.util import natural_key, thread_map
 
-FETCH_THREADS = 32
+FETCH_THREADS = 64  # GETs in flight: each waits a round trip, little CPU
 MAX_RECORD_BYTES = 1 << 20  # an eval.json is a few KiB
 # What stored results may not do to a summary: control characters (terminal escapes), a leading
 # character that makes a spreadsheet cell a formula, Markdown/HTML structure.
@@ -53,14 +54,39 @@ class RunResult:
         return getattr(self, name, None)
 
 
-def _index(storage: Storage) -> dict[str, dict[str, StoredObject]]:
-    """run -> {name of each top-level object: it} (checkpoints/... count as one name)."""
-    runs: dict[str, dict[str, StoredObject]] = {}
-    for obj in storage.list(""):
-        run, sep, rest = obj.key.partition("/")
-        if sep and run and not run.startswith((".", "_")):  # not runs: see detk8s.storage
-            runs.setdefault(run, {})[rest.split("/", 1)[0]] = obj
-    return runs
+@dataclass(frozen=True)
+class StoredRuns:
+    runs: list[str]  # every run with anything stored
+    indexed: dict[str, StoredObject]  # run -> its index object: finished, results complete
+
+
+def stored_runs(storage: Storage) -> StoredRuns:
+    """The runs under the root and the index of finished ones, listed side by side."""
+    (names, _), (_, objects) = thread_map(storage.children, ["", f"{INDEX_PREFIX}/"], 2)
+    runs = [n for n in names if n and not n.startswith((".", "_"))]  # see detk8s.storage
+    present = set(runs)
+    indexed = {}
+    for obj in objects:
+        run = obj.key.removeprefix(f"{INDEX_PREFIX}/").removesuffix(".json")
+        if obj.key == index_key(run) and run in present:
+            indexed[run] = obj
+    return StoredRuns(runs, indexed)
+
+
+def done_runs(storage: Storage, runs: Iterable[str]) -> set[str]:
+    """Which of `runs` have their results stored: indexed, or (stored before indexes) DONE."""
+    stored = stored_runs(storage)
+    present = set(stored.runs)
+    unindexed = [r for r in runs if r in present and r not in stored.indexed]
+    done = thread_map(lambda r: storage.exists(f"{r}/{DONE}"), unindexed, FETCH_THREADS)
+    legacy = {r for r, d in zip(unindexed, done, strict=True) if d}
+    return {r for r in runs if r in stored.indexed} | legacy
+
+
+def _top_level(storage: Storage, run: str) -> dict[str, StoredObject]:
+    """The run's own objects by name (eval.json, DONE, FAILED; not what lies in its folders)."""
+    _, objects = storage.children(f"{run}/")
+    return {obj.key.rsplit("/", 1)[1]: obj for obj in objects}
 
 
 class _Fetcher:
@@ -85,24 +111,12 @@ class _Fetcher:
 def _result(fetch: _Fetcher, run: str, names: dict[str, StoredObject]) -> RunResult:
     for name in (EVAL_JSON, FAILED):  # anyone's objects: read them only when small
         if name in names and names[name].size > MAX_RECORD_BYTES:
-            size = names[name].size / 1e6
-            return RunResult(run, "invalid", reason=f"{name} is {size:.1f} MB: not a result")
+            return _too_big(run, name, names[name])
     if DONE in names:
         raw = fetch.get(f"{run}/{EVAL_JSON}", names[EVAL_JSON].etag) if EVAL_JSON in names else None
         if raw is None:
             return RunResult(run, "invalid", reason="DONE without eval.json")
-        try:
-            record = EvalRecord.model_validate_json(raw)
-        except ValidationError as e:
-            first = e.errors(include_url=False)[0]
-            where = ".".join(str(p) for p in first["loc"]) or "eval.json"
-            reason = "eval.json is not JSON" if first["type"] == "json_invalid" else (
-                f"eval.json: {where}: {first['msg'].lower()}"
-            )  # fmt: skip
-            return RunResult(run, "invalid", reason=reason)
-        if record.run != run:
-            return RunResult(run, "invalid", reason=f"eval.json is of run {record.run!r}")
-        return RunResult(run, "done", record=record)
+        return _done(run, raw, EVAL_JSON)
     if FAILED in names:
         raw = fetch.get(f"{run}/{FAILED}", names[FAILED].etag) or b"{}"
         try:
@@ -113,6 +127,35 @@ def _result(fetch: _Fetcher, run: str, names: dict[str, StoredObject]) -> RunRes
     return RunResult(run, "running", reason="no DONE or FAILED marker yet")
 
 
+def _indexed_result(fetch: _Fetcher, run: str, index: StoredObject) -> RunResult:
+    if index.size > MAX_RECORD_BYTES:
+        return _too_big(run, index.key, index)
+    raw = fetch.get(index.key, index.etag)
+    if raw is None:  # deleted since it was listed
+        return RunResult(run, "invalid", reason=f"{index.key} vanished while collecting")
+    return _done(run, raw, index.key)
+
+
+def _too_big(run: str, name: str, obj: StoredObject) -> RunResult:
+    return RunResult(run, "invalid", reason=f"{name} is {obj.size / 1e6:.1f} MB: not a result")
+
+
+def _done(run: str, raw: bytes, name: str) -> RunResult:
+    """A finished run from its eval.json (or the index's copy of it), checked."""
+    try:
+        record = EvalRecord.model_validate_json(raw)
+    except ValidationError as e:
+        first = e.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or name
+        reason = f"{name} is not JSON" if first["type"] == "json_invalid" else (
+            f"{name}: {where}: {first['msg'].lower()}"
+        )  # fmt: skip
+        return RunResult(run, "invalid", reason=reason)
+    if record.run != run:
+        return RunResult(run, "invalid", reason=f"{name} is of run {record.run!r}")
+    return RunResult(run, "done", record=record)
+
+
 def collect(
     storage: Storage,
     known: Iterable[str] = (),
@@ -121,19 +164,22 @@ def collect(
     cache: ResultCache | None = None,
 ) -> list[RunResult]:
     """Results of every run under the storage root, plus `known` runs with nothing stored."""
-    index = _index(storage)
+    stored = stored_runs(storage)
     if on_total:
-        on_total(len(index))
+        on_total(len(stored.runs))
     fetcher = _Fetcher(storage, cache)
 
     def fetch(run: str) -> RunResult:
-        result = _result(fetcher, run, index[run])
+        index = stored.indexed.get(run)
+        if index is not None:
+            result = _indexed_result(fetcher, run, index)
+        else:
+            result = _result(fetcher, run, _top_level(storage, run))
         if progress:
             progress(1)
         return result
 
-    with ThreadPoolExecutor(FETCH_THREADS) as pool:
-        results = {r.run: r for r in pool.map(fetch, sorted(index))}
+    results = {r.run: r for r in thread_map(fetch, stored.runs, FETCH_THREADS)}
     if cache is not None:
         cache.save()
     for run in known:

@@ -3,13 +3,13 @@ train list cut to the run's fraction."""
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from detk8s.config.schema import DatasetConfig
 from detk8s.errors import DetkError
 from detk8s.storage import Storage, open_storage
 from detk8s.storage.base import local_path
+from detk8s.util import thread_map
 
 SYNC_THREADS = 16
 
@@ -27,8 +27,7 @@ def sync_down(storage: Storage, dest: Path) -> tuple[int, int]:
         obj.key for obj in objects
         if not (paths[obj.key].is_file() and paths[obj.key].stat().st_size == obj.size)
     ]  # fmt: skip
-    with ThreadPoolExecutor(SYNC_THREADS) as pool:
-        list(pool.map(lambda key: storage.download(key, paths[key]), wanted))
+    thread_map(lambda key: storage.download(key, paths[key]), wanted, SYNC_THREADS)
     return len(wanted), len(objects) - len(wanted)
 
 

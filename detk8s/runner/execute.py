@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from detk8s import __version__, podenv, yaml_io
+from detk8s import __version__, podenv
 from detk8s.config.schema import DatasetConfig, RunConfig
 from detk8s.errors import DetkError
 from detk8s.frameworks import SectionErrors, get_adapter, make_run
@@ -30,6 +31,7 @@ from detk8s.storage import (
     TRAIN_LOG,
     WEIGHTS_DIR,
     Storage,
+    index_key,
     open_storage,
 )  # fmt: skip
 from detk8s.weights import download, parse_weights_source, redact
@@ -240,6 +242,7 @@ class Execution:
         self.storage.upload(self.key(EVAL_LOG), eval_log)
         self.storage.upload(self.key(EVAL_JSON), self.run_dir / EVAL_JSON)
         self.storage.upload(self.key(f"{WEIGHTS_DIR}/{result.weights.name}"), result.weights)
+        self.storage.upload(index_key(self.name), self.run_dir / EVAL_JSON)
         self.storage.put(self.key(DONE), f"{record.finished}\n".encode())
         self.storage.delete(self.key(FAILED))  # an earlier attempt's
         summary = f"mAP(0.50) {record.map50:.2f}%"
@@ -283,7 +286,7 @@ class Execution:
 
 @dataclass(frozen=True)
 class RunFile:
-    """run.yaml as `detk8s exec` reads it (see jobspec.run_file)."""
+    """run.json as `detk8s exec` reads it (see jobspec.run_file)."""
 
     run: Run
     layout: Layout
@@ -291,12 +294,12 @@ class RunFile:
 
 def load_run_file(path: Path) -> RunFile:
     try:
-        data = yaml_io.load(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
         config = RunConfig.model_validate(data["run"])
         dataset = DatasetConfig.model_validate(data["dataset"])
         layout = Layout.from_dict(data["layout"])
         return RunFile(make_run(config, dataset), layout)
-    except (OSError, KeyError, TypeError, ValueError, SectionErrors, yaml_io.YAMLError) as e:
+    except (OSError, KeyError, TypeError, ValueError, SectionErrors) as e:
         raise DetkError(f"{path}: not a detk8s run file ({type(e).__name__}: {e})") from None
 
 

@@ -9,6 +9,9 @@ Layout under the root, one prefix per run (the contract `exec` writes and `colle
     <run>/FAILED     instead of DONE, with the reason
 Top-level names that start with `_` are not runs (run names start with a letter):
     _weights/...     pretrained weights pushed by `detk8s weights push`
+    _index/<run>.json  the run's eval.json again, written after its results and just before
+                     its DONE: `collect` and `submit` list these, one key per finished run,
+                     instead of every run's checkpoints
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ WEIGHTS_DIR = "weights"
 CHECKPOINTS_DIR = "checkpoints"
 LOGS_DIR = "logs"
 WEIGHTS_PREFIX = "_weights"
+INDEX_PREFIX = "_index"
+
+
+def index_key(run: str) -> str:
+    return f"{INDEX_PREFIX}/{run}.json"
 
 
 def open_storage(uri: str, connection: Connection = DEFAULT_CONNECTION) -> Storage:
@@ -53,6 +61,7 @@ __all__ = [
     "EVAL_JSON",
     "EVAL_LOG",
     "FAILED",
+    "INDEX_PREFIX",
     "LOGS_DIR",
     "TRAIN_LOG",
     "WEIGHTS_DIR",
@@ -62,5 +71,6 @@ __all__ = [
     "Storage",
     "StorageError",
     "StoredObject",
+    "index_key",
     "open_storage",
 ]

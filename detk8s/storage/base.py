@@ -29,6 +29,10 @@ class StoredObject(NamedTuple):
     etag: str  # changes whenever the content does (S3 ETag; mtime and size for files)
 
 
+# What lies directly under a prefix: the names of the prefixes below it, and its objects.
+Listing = tuple[list[str], list[StoredObject]]
+
+
 @dataclass(frozen=True)
 class Connection:
     """How to reach an S3 service besides the URI (credentials come from the environment)."""
@@ -60,6 +64,11 @@ class Storage(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
         """Every object whose key starts with `prefix`, keys relative to the root."""
+        ...
+
+    def children(self, prefix: str = "") -> Listing:
+        """What lies directly under `prefix` ("" or ending in "/"): the names of the prefixes
+        below it, and its objects. One request per 1,000 names, however deep the tree is."""
         ...
 
     def delete(self, key: str) -> None: ...

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
-from detk8s.storage.base import DEFAULT_CONNECTION, Connection, StoredObject, local_path
+from detk8s.storage.base import DEFAULT_CONNECTION, Connection, Listing, StoredObject, local_path
 from detk8s.util import replace_atomically
 
 
@@ -54,13 +54,31 @@ class LocalStorage:
         for dirpath, dirs, files in os.walk(base):
             dirs.sort()
             for name in sorted(files):
-                if name.startswith(".") and name.endswith(".tmp"):
-                    continue
                 full = Path(dirpath) / name
                 key = full.relative_to(self.root).as_posix()
-                if key.startswith(prefix):
-                    st = full.stat()
-                    yield StoredObject(key, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")
+                if not _partial(name) and key.startswith(prefix):
+                    yield _stored(key, full.stat())
+
+    def children(self, prefix: str = "") -> Listing:
+        base = self.root / prefix
+        listing: Listing = ([], [])
+        if not base.is_dir():
+            return listing
+        for entry in sorted(os.scandir(base), key=lambda e: e.name):
+            if entry.is_dir():
+                listing[0].append(entry.name)
+            elif entry.is_file() and not _partial(entry.name):
+                listing[1].append(_stored(prefix + entry.name, entry.stat()))
+        return listing
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
+
+
+def _partial(name: str) -> bool:
+    """A write in progress (util.replace_atomically's temp file)."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _stored(key: str, st: os.stat_result) -> StoredObject:
+    return StoredObject(key, st.st_size, f"{st.st_mtime_ns:x}-{st.st_size:x}")

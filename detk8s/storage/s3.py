@@ -1,20 +1,35 @@
 """S3-compatible storage through boto3 (AWS, MinIO, Ceph RGW). Credentials and region come from
 boto3's own chain (AWS_* env, the pod's Secret, AWS_PROFILE and ~/.aws), the project's
-`storage.region` and `endpoint_url` over it; never from files detk8s renders."""
+`storage.region` and `endpoint_url` over it; never from files detk8s renders.
+
+GETs go to a URL boto3 presigns, on a plain connection pool: botocore's per-request machinery
+(events, signing headers, parsing) costs several times the GET itself, and collect makes one GET
+per run. Everything else goes through the client."""
 
 from __future__ import annotations
 
 import os
+import re
+import urllib.request
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlparse
 
 import boto3
+import urllib3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+from botocore.httpsession import get_cert_path
 
-from detk8s.storage.base import DEFAULT_CONNECTION, Connection, StorageError, StoredObject
+from detk8s.storage.base import (
+    DEFAULT_CONNECTION,
+    Connection,
+    Listing,
+    StorageError,
+    StoredObject,
+)
 from detk8s.util import replace_atomically
 
 T = TypeVar("T")
@@ -23,6 +38,8 @@ _RAISE = object()
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 # Wide enough for collect's concurrent GETs; adaptive retries back off on 503 SlowDown.
 MAX_POOL = 64
+PRESIGNED_SECONDS = 300  # a GET's URL is used at once
+_ERROR_CODE = re.compile(rb"<Code>([^<]{1,64})</Code>")
 
 
 class S3Storage:
@@ -66,13 +83,39 @@ class S3Storage:
             raise self._fail(action, key, e) from None
 
     def get(self, key: str) -> bytes | None:
-        def read() -> bytes | None:
-            body: bytes = self.client.get_object(Bucket=self.bucket, Key=self._key(key))[
-                "Body"
-            ].read()
-            return body
+        url: str = self._call("get", key, lambda: self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)},
+            ExpiresIn=PRESIGNED_SECONDS,
+        ))  # fmt: skip
+        try:
+            resp = self._http.request("GET", url)
+        except urllib3.exceptions.HTTPError as e:
+            raise StorageError(f"storage get s3://{self.bucket}/{self._key(key)}: {e}") from None
+        if resp.status == 404:
+            return None
+        if resp.status >= 300:
+            found = _ERROR_CODE.search(resp.data)
+            code = found.group(1).decode("ascii", "replace") if found else f"HTTP {resp.status}"
+            raise StorageError(f"storage get s3://{self.bucket}/{self._key(key)}: {code}")
+        return resp.data
 
-        return self._call("get", key, read, missing=None)
+    @cached_property
+    def _http(self) -> urllib3.PoolManager:
+        """The pool presigned GETs go through: boto3's CA bundle and the environment's proxy."""
+        endpoint = self.client.meta.endpoint_url
+        options: dict[str, Any] = {
+            "maxsize": MAX_POOL, "block": False,
+            "retries": urllib3.Retry(total=5, backoff_factor=0.2, allowed_methods=None,
+                                     status_forcelist=(500, 502, 503, 504)),
+            "timeout": urllib3.Timeout(connect=10, read=60),
+        }  # fmt: skip
+        if endpoint.startswith("https:"):
+            options["ca_certs"] = os.environ.get("AWS_CA_BUNDLE") or get_cert_path(True)
+        host = urlparse(endpoint).hostname or ""
+        proxy = urllib.request.getproxies().get(urlparse(endpoint).scheme)
+        if proxy and not urllib.request.proxy_bypass(host):
+            return urllib3.ProxyManager(proxy, **options)
+        return urllib3.PoolManager(**options)
 
     def put(self, key: str, data: bytes) -> None:
         self._call(
@@ -81,9 +124,11 @@ class S3Storage:
         )  # fmt: skip
 
     def upload(self, key: str, path: Path) -> None:
-        self._call(
-            "upload", key, lambda: self.client.upload_file(str(path), self.bucket, self._key(key))
-        )
+        def send() -> None:
+            with path.open("rb") as f:
+                self.client.upload_fileobj(_Stream(f), self.bucket, self._key(key))
+
+        self._call("upload", key, send)
 
     def download(self, key: str, path: Path) -> bool:
         def fetch() -> bool:
@@ -113,7 +158,39 @@ class S3Storage:
         except (ClientError, BotoCoreError) as e:
             raise self._fail("list", prefix, e) from None
 
+    def children(self, prefix: str = "") -> Listing:
+        root, here = len(self._key("")), len(self._key(prefix))
+        listing: Listing = ([], [])
+        names, objects = listing
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix), Delimiter="/"
+            )
+            for page in pages:
+                names.extend(p["Prefix"][here:].rstrip("/") for p in page.get("CommonPrefixes", []))
+                objects.extend(
+                    StoredObject(o["Key"][root:], o["Size"], o.get("ETag", ""))
+                    for o in page.get("Contents", [])
+                )
+        except (ClientError, BotoCoreError) as e:
+            raise self._fail("list", prefix, e) from None
+        return listing
+
     def delete(self, key: str) -> None:
         self._call(
             "delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         )
+
+
+class _Stream:
+    """A file as a plain stream (no seek): boto3 then reads each part into memory before sending
+    it. From a path or a seekable file it announces sizes taken when the upload starts, so a file
+    that shrinks meanwhile (a trainer rewriting a checkpoint) sends less than it announced and
+    waits on the server, a minute per try. Read as a stream, it ends short instead; checkpoint
+    sync then sees the file changed and discards the upload."""
+
+    def __init__(self, f: BinaryIO) -> None:
+        self._f = f
+
+    def read(self, size: int = -1) -> bytes:
+        return self._f.read(size)

@@ -1,25 +1,21 @@
-"""The Kubernetes API as detk8s uses it: one client with retries, and failures as one line.
+"""The Kubernetes API as detk8s uses it: JSON over one connection pool for what it asks often
+(rest.py), the kubernetes client for the rest (pods as models, log streams, build jobs), made
+only when first needed; failures as one line.
 
-Access comes from a kubeconfig (KUBECONFIG or ~/.kube/config; context from --context or the
-project file) or, inside a pod, from the service account. 429 and 5xx answers are retried with
-backoff by urllib3 (honouring Retry-After); creates stay safe to retry because a repeated create
-answers 409 and submit compares spec hashes.
+Access comes from a kubeconfig or, inside a pod, the service account (kubeconfig.py).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from functools import cached_property
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from detk8s.backends.kubernetes.kinds import (
     KINDS,
@@ -30,12 +26,12 @@ from detk8s.backends.kubernetes.kinds import (
     TRAINER_VERSION,
     JobKind,
 )
+from detk8s.backends.kubernetes.kubeconfig import Connection, KubeconfigError, resolve
+from detk8s.backends.kubernetes.rest import POOL_SIZE, ApiError, Rest, retries
 from detk8s.errors import DetkError
-from detk8s.yaml_io import read_mapping
+from detk8s.util import thread_map
 
 T = TypeVar("T")
-IN_CLUSTER_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class ClusterError(DetkError):
@@ -49,19 +45,10 @@ class Target:
     host: str
 
 
-def _retries() -> urllib3.Retry:
-    return urllib3.Retry(
-        total=6,
-        connect=2,
-        read=2,
-        status=6,
-        backoff_factor=0.1,
-        backoff_max=5,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=None,  # every verb: see the module docstring on creates
-        respect_retry_after_header=True,
-        raise_on_status=False,
-    )
+def _client_errors() -> tuple[type[Exception], ...]:
+    """The kubernetes client's ApiException, once something has imported the client."""
+    module = sys.modules.get("kubernetes.client.exceptions")
+    return (module.ApiException,) if module else ()
 
 
 class Cluster:
@@ -69,35 +56,40 @@ class Cluster:
         self, context: str | None = None, namespace: str | None = None,
         kubeconfig: str | None = None,
     ) -> None:  # fmt: skip
-        cfg = client.Configuration()
-        # Read KUBECONFIG now: the client reads it once, when first imported.
-        kubeconfig = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        for file in kubeconfig.split(os.pathsep):  # read as strictly as our own configs first
-            path = Path(file).expanduser()
-            if file and os.path.lexists(path):
-                read_mapping(path)
         try:
-            config.load_kube_config(
-                config_file=kubeconfig, context=context, client_configuration=cfg
-            )
-            contexts, current = config.list_kube_config_contexts(config_file=kubeconfig)
-            chosen = (
-                next((c for c in contexts if c["name"] == context), current) if context else current
-            )
-            ctx_name = chosen["name"]
-            ctx_namespace = chosen["context"].get("namespace")
-        except (ConfigException, FileNotFoundError, TypeError, ValueError, KeyError) as kube_error:
-            if context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-                raise ClusterError(f"no usable kubeconfig: {_first_line(kube_error)}") from None
-            config.load_incluster_config(client_configuration=cfg)
-            ctx_name = "in-cluster"
-            ctx_namespace = IN_CLUSTER_NAMESPACE.read_text().strip()
-        cfg.retries = _retries()
-        cfg.connection_pool_maxsize = 32  # concurrent sweeps share one pool
-        self.target = Target(ctx_name, namespace or ctx_namespace or "default", cfg.host)
-        self.api = client.ApiClient(cfg)
-        self.core = client.CoreV1Api(self.api)
-        self.custom = client.CustomObjectsApi(self.api)
+            self.connection: Connection = resolve(context, kubeconfig)
+        except KubeconfigError as e:
+            raise ClusterError(str(e)) from None
+        conn = self.connection
+        self.target = Target(conn.context, namespace or conn.namespace or "default", conn.server)
+        self.rest = Rest(conn)
+
+    @cached_property
+    def api(self) -> Any:
+        """The kubernetes client, on the same credentials."""
+        from kubernetes import client
+
+        cfg = self.connection.client_configuration or client.Configuration()
+        if self.connection.client_configuration is None:
+            conn = self.connection
+            cfg.host = conn.server
+            cfg.ssl_ca_cert = conn.ca_file
+            cfg.cert_file, cfg.key_file = conn.cert_file, conn.key_file
+            cfg.verify_ssl = conn.verify
+            cfg.tls_server_name = conn.server_name
+            cfg.proxy = conn.proxy
+            if conn.authorization:
+                cfg.api_key = {"authorization": conn.authorization}
+        cfg.retries = retries()
+        cfg.connection_pool_maxsize = POOL_SIZE
+        return client.ApiClient(cfg)
+
+    @cached_property
+    def core(self) -> Any:
+        """The core API as the client's models: pods, events and logs (streamed)."""
+        from kubernetes import client
+
+        return client.CoreV1Api(self.api)
 
     @property
     def namespace(self) -> str:
@@ -112,13 +104,20 @@ class Cluster:
         return view
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """`fn(...)` with its failures as one-line ClusterErrors (ApiException 404/409 pass)."""
+        """`fn(...)` with its failures as one-line ClusterErrors; 404 and 409 pass as ApiError,
+        whichever client answered."""
         try:
             return fn(*args, **kwargs)
-        except ApiException as e:
+        except ApiError as e:
             if e.status in (404, 409):
                 raise
             raise ClusterError(self._describe(e)) from None
+        except _client_errors() as e:
+            status: int = e.status  # type: ignore[attr-defined]
+            error = ApiError(status, e.reason or "", e.body or "")  # type: ignore[attr-defined]
+            if status in (404, 409):
+                raise error from None
+            raise ClusterError(self._describe(error)) from None
         except urllib3.exceptions.HTTPError as e:
             reason = getattr(e, "reason", None) or e
             raise ClusterError(
@@ -126,23 +125,28 @@ class Cluster:
                 f"(context {self.target.context!r}): {_first_line(reason)}"
             ) from None
 
-    def _describe(self, e: ApiException) -> str:
+    def _describe(self, e: ApiError) -> str:
         where = f"context {self.target.context!r}, namespace {self.target.namespace!r}"
         if e.status in (401, 403):
             what = "not authenticated" if e.status == 401 else "forbidden"
-            return f"{what} ({e.status}) in {where}: {_api_message(e)}"
-        return f"Kubernetes API error {e.status} in {where}: {_api_message(e)}"
+            return f"{what} ({e.status}) in {where}: {_first_line(e.message)}"
+        return f"Kubernetes API error {e.status} in {where}: {_first_line(e.message)}"
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A REST call (rest.Rest.request) through `call`."""
+        return self.call(self.rest.request, method, path, **kwargs)
+
+    def jobs_path(self, kind: JobKind, name: str = "") -> str:
+        path = f"/apis/{kind.api_version}/namespaces/{self.namespace}/{kind.plural}"
+        return f"{path}/{name}" if name else path
 
     # Jobs (Kubeflow custom resources)
 
     def get_job(self, kind: JobKind, name: str) -> dict[str, Any] | None:
         try:
-            job: dict[str, Any] = self.call(
-                self.custom.get_namespaced_custom_object,
-                kind.group, kind.version, self.namespace, kind.plural, name,
-            )  # fmt: skip
+            job: dict[str, Any] = self.request("GET", self.jobs_path(kind, name))
             return job
-        except ApiException:  # 404: no such job, or no such API on this cluster
+        except ApiError:  # 404: no such job, or no such API on this cluster
             return None
 
     def find_job(
@@ -158,51 +162,35 @@ class Cluster:
 
     def kueue_workloads(self) -> list[dict[str, Any]]:
         """Kueue's Workloads in the namespace; none where Kueue is not installed."""
+        path = f"/apis/{KUEUE_GROUP}/{KUEUE_VERSION}/namespaces/{self.namespace}/workloads"
         try:
-            listed: dict[str, Any] = self.call(
-                self.custom.list_namespaced_custom_object,
-                KUEUE_GROUP, KUEUE_VERSION, self.namespace, "workloads",
-            )  # fmt: skip
-        except (ApiException, ClusterError):  # 404: no Kueue; 403: not ours to read
+            listed: dict[str, Any] = self.request("GET", path)
+        except (ApiError, ClusterError):  # 404: no Kueue; 403: not ours to read
             return []
         return list(listed.get("items") or [])
 
     def list_jobs(self, label_selector: str) -> list[tuple[JobKind, dict[str, Any]]]:
-        out = []
-        for kind in KINDS.values():
+        """The jobs of every kind with these labels (each kind's API asked at once)."""
+
+        def listed(kind: JobKind) -> list[tuple[JobKind, dict[str, Any]]]:
+            query = {"labelSelector": label_selector}
             try:
-                items = self.call(
-                    self.custom.list_namespaced_custom_object,
-                    kind.group, kind.version, self.namespace, kind.plural,
-                    label_selector=label_selector,
-                )["items"]  # fmt: skip
-            except ApiException:  # 404: this API is not installed (Trainer v2, or v1)
-                continue
-            out += [(kind, j) for j in items]
-        return out
+                items = self.request("GET", self.jobs_path(kind), query=query)["items"]
+            except ApiError:  # 404: this API is not installed (Trainer v2, or v1)
+                return []
+            return [(kind, j) for j in items]
+
+        return [job for jobs in thread_map(listed, KINDS.values(), len(KINDS)) for job in jobs]
 
     def has_runtime(self, name: str) -> bool | None:
         """Whether the ClusterTrainingRuntime `name` exists (None: cannot tell, e.g. 403)."""
         try:
-            self.call(
-                self.custom.get_cluster_custom_object,
-                TRAINER_GROUP, TRAINER_VERSION, RUNTIME_PLURAL, name,
-            )  # fmt: skip
+            self.request("GET", f"/apis/{TRAINER_GROUP}/{TRAINER_VERSION}/{RUNTIME_PLURAL}/{name}")
             return True
-        except ApiException:
+        except ApiError:
             return False
         except ClusterError:
             return None
-
-
-def _api_message(e: ApiException) -> str:
-    import json
-
-    try:
-        body = json.loads(e.body or "")
-        return _first_line(body.get("message") or e.reason)
-    except (ValueError, AttributeError):
-        return _first_line(e.reason or e.body or "")
 
 
 def _first_line(value: object) -> str:

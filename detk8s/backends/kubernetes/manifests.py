@@ -119,7 +119,7 @@ def _render(template: str, **values: Any) -> Manifest:
             **values,
         )
     )
-    manifest: Manifest = yaml_io.load(text)
+    manifest: Manifest = yaml_io.load_rendered(text)
     return manifest
 
 

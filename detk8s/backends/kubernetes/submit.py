@@ -12,15 +12,13 @@ owner (so deleting the job deletes it); if the job cannot be created, the Config
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from detk8s.backends.kubernetes.cluster import Cluster, ClusterError
 from detk8s.backends.kubernetes.kinds import KINDS, JobKind
+from detk8s.backends.kubernetes.rest import ApiError
 from detk8s.backends.kubernetes.state import job_state
 from detk8s.labels import RUN_LABEL, SPEC_HASH_LABEL
 
@@ -67,16 +65,22 @@ def submit_manifests(
     try:
         return _submit(cluster, run, kind, config_map, job, replace, server_dry_run,
                        force_conflicts, known)  # fmt: skip
-    except ApiException as e:  # 409 from an apply: fields someone else manages
+    except ApiError as e:  # 409 from an apply: fields someone else manages
         if e.status != 409:
             raise
         return Outcome(
             run,
             name,
             "refused",
-            f"{kind.plural}/{name}: {_status_message(e)}; "
+            f"{kind.plural}/{name}: {e.message}; "
             "they were changed by someone else: --force-conflicts takes them back",
         )
+
+
+def same_spec(found: tuple[JobKind, Manifest], job: Manifest) -> bool:
+    """Whether the job found is `job` as rendered: the same kind and spec hash."""
+    kind, existing = found
+    return kind.kind == job["kind"] and _hash(existing) == _hash(job)
 
 
 def _submit(
@@ -92,7 +96,7 @@ def _submit(
     found = (cluster.find_job(name, first=kind) if known is None else known.get(name)) or (
         kind, None)  # fmt: skip
     existing = found[1] if found[0] is kind else None
-    if existing is not None and _hash(existing) == _hash(job):
+    if existing is not None and same_spec((kind, existing), job):
         others = _other_managers(existing)
         if others and force:  # --force-conflicts: take their fields back
             existing = apply(cluster, kind, job, force=True)
@@ -130,22 +134,20 @@ def _submit(
 def apply(
     cluster: Cluster, kind: JobKind | None, obj: Manifest, force: bool, dry_run: bool = False
 ) -> Manifest:
-    """Server-side apply of a job of `kind`, or of a ConfigMap (kind None). Through the client's
-    generic call: its typed patch methods pick a merge-patch content type for a dict body."""
-    ns, name = cluster.namespace, obj["metadata"]["name"]
-    if kind is None:
-        path = f"/api/v1/namespaces/{ns}/configmaps/{name}"
-    else:
-        path = f"/apis/{kind.api_version}/namespaces/{ns}/{kind.plural}/{name}"
-    query = [("fieldManager", FIELD_MANAGER), ("force", str(force).lower())]
+    """Server-side apply of a job of `kind`, or of a ConfigMap (kind None)."""
+    name = obj["metadata"]["name"]
+    path = _config_map_path(cluster, name) if kind is None else cluster.jobs_path(kind, name)
+    query = {"fieldManager": FIELD_MANAGER, "force": str(force).lower()}
     if dry_run:
-        query.append(("dryRun", DRY_RUN_ALL))
-    applied: Manifest = cluster.call(
-        cluster.api.call_api, path, "PATCH", query_params=query, body=obj,
-        header_params={"Content-Type": APPLY_PATCH, "Accept": "application/json"},
-        response_type="object", auth_settings=["BearerToken"], _return_http_data_only=True,
-    )  # fmt: skip
+        query["dryRun"] = DRY_RUN_ALL
+    applied: Manifest = cluster.request(  # JSON is YAML: the apply-patch body as sent
+        "PATCH", path, query=query, body=obj, content_type=APPLY_PATCH
+    )
     return applied
+
+
+def _config_map_path(cluster: Cluster, name: str) -> str:
+    return f"/api/v1/namespaces/{cluster.namespace}/configmaps/{name}"
 
 
 # Controllers that change a job's spec by design: Kueue admits a queued job by unsuspending it.
@@ -181,34 +183,24 @@ def _owned(config_map: Manifest, kind: JobKind, job: Manifest) -> Manifest:
     return {**config_map, "metadata": meta}
 
 
-def _status_message(e: ApiException) -> str:
-    try:
-        return str(json.loads(e.body).get("message") or e.reason)
-    except (TypeError, ValueError):
-        return str(e.reason)
-
-
 def _delete_quietly(cluster: Cluster, config_map: str) -> None:
     # The create failure is what the user needs to see, not this one's.
-    with contextlib.suppress(ApiException, ClusterError):
-        cluster.call(cluster.core.delete_namespaced_config_map, config_map, cluster.namespace)
+    with contextlib.suppress(ApiError, ClusterError):
+        cluster.request("DELETE", _config_map_path(cluster, config_map))
 
 
 def delete_job(cluster: Cluster, kind: JobKind, name: str) -> bool:
     """Delete the job and its ConfigMap; False when there was no such job."""
     try:
-        cluster.call(
-            cluster.custom.delete_namespaced_custom_object,
-            kind.group, kind.version, cluster.namespace, kind.plural, name,
-            propagation_policy="Background",
-        )  # fmt: skip
+        query = {"propagationPolicy": "Background"}
+        cluster.request("DELETE", cluster.jobs_path(kind, name), query=query)
         found = True
-    except ApiException:  # 404
+    except ApiError:  # 404
         found = False
     # The ownerReference lets the garbage collector do this; doing it here too means nothing is
     # left behind on clusters (or emulators) without one.
-    with contextlib.suppress(ApiException):
-        cluster.call(cluster.core.delete_namespaced_config_map, f"{name}-config", cluster.namespace)
+    with contextlib.suppress(ApiError):
+        cluster.request("DELETE", _config_map_path(cluster, f"{name}-config"))
     return found
 
 
