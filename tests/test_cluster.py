@@ -114,11 +114,24 @@ def test_sweep_with_one_failing_create(cluster: KubeEmulator, cli: Any) -> None:
     assert "admission webhook denied the request" in failed_line
     assert result.err.splitlines()[-1] == "1 of 4 submission(s) failed"
     assert names(cluster, KIND) == sorted(r.lower() for r in created)
-    # The failed run's ConfigMap was rolled back: nothing of it is left.
+    # Nothing of the failed run is left.
     assert names(cluster, "configmaps") == sorted(f"{r.lower()}-config" for r in created)
     retry = cli("submit", "L*")
     assert retry.code == 0
     assert f"{failed}: created" in retry.out and retry.out.count("unchanged") == 3
+
+
+def test_a_configmap_that_cannot_be_applied_takes_its_job_back(
+    cluster: KubeEmulator, cli: Any
+) -> None:
+    cluster.fail(422, times=1, method="PATCH", path=f"/namespaces/{NS}/configmaps/l2-config$",
+                 message="configmaps is forbidden: exceeded quota")  # fmt: skip
+    result = cli("submit", "L1", "L2")
+    assert result.code == 1
+    assert "exceeded quota" in result.err and "L2" in result.err
+    assert names(cluster, KIND) == ["l1"] and names(cluster, "configmaps") == ["l1-config"]
+    assert cli("submit", "L1", "L2").code == 0
+    assert names(cluster, KIND) == ["l1", "l2"]
 
 
 @pytest.mark.parametrize("stored_as", ["index", "DONE"])
@@ -321,8 +334,8 @@ def test_retries_429_then_succeeds(cluster: KubeEmulator, cli: Any) -> None:
     cluster.fail(503, times=1, method="GET", path=f"/namespaces/{NS}/{KIND}/y4$")
     result = cli("submit", "Y4")
     assert result.code == 0, result.err
-    # 2 throttled + 1 apply of the ConfigMap, then the apply that makes the job its owner
-    assert len(cluster.requests("PATCH", f"/namespaces/{NS}/configmaps/y4-config$")) == 4
+    # 2 throttled, then the apply of the ConfigMap owned by the job
+    assert len(cluster.requests("PATCH", f"/namespaces/{NS}/configmaps/y4-config$")) == 3
     assert names(cluster, KIND) == ["y4"]
 
 

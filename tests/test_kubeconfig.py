@@ -136,8 +136,20 @@ def test_client_certificates_are_private_files(tmp_path: Path) -> None:
         ({"current-context": "x", "contexts": [{"context": {}}]}, [],
          "error: {file}: contexts: an entry without a name"),
         (None, ["--kubeconfig", "{file}"], "error: no usable kubeconfig: {file}: no such file"),
+        ({"current-context": "x", "contexts": [context("x", "c", "u")],
+          "clusters": [{"name": "c", "cluster": {"server": "https://k8s.example"}}],
+          "users": [{"name": "u", "user": {"tokenFile": "gone"}}]}, [],
+         "error: no usable kubeconfig: context 'x': No such file or directory ({dir}/gone)"),
+        ({"current-context": "x", "contexts": [context("x", "c", "u")],
+          "clusters": [{"name": "c", "cluster": {"server": "https://k8s.example",
+                                                 "certificate-authority-data": "not base64!"}}],
+          "users": [{"name": "u", "user": {}}]}, [],
+         "error: no usable kubeconfig: context 'x': certificate-authority-data is not base64"),
+        (None, [], "error: no usable kubeconfig: no file at {file} (KUBECONFIG, --kubeconfig), "
+                   "and not in a pod"),
     ],
-    ids=["no-current", "no-such-context", "no-such-cluster", "no-server", "unnamed", "missing"],
+    ids=["no-current", "no-such-context", "no-such-cluster", "no-server", "unnamed", "missing",
+         "token-file-gone", "bad-base64", "no-file"],
 )  # fmt: skip
 def test_unusable_kubeconfigs_are_one_line(
     project: Path, tmp_path: Path, cli: Any, monkeypatch: pytest.MonkeyPatch,
@@ -149,4 +161,4 @@ def test_unusable_kubeconfigs_are_one_line(
     monkeypatch.setenv("KUBECONFIG", str(file))
     result = cli("status", *[a.format(file=file) for a in args])
     assert result.code != 0 and result.out == ""
-    assert result.err.splitlines() == [error.format(file=file)]
+    assert result.err.splitlines() == [error.format(file=file, dir=tmp_path)]

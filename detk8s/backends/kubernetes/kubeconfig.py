@@ -52,6 +52,10 @@ def resolve(context: str | None = None, kubeconfig: str | None = None) -> Connec
     files = _files(kubeconfig)
     if not files and not context and os.environ.get("KUBERNETES_SERVICE_HOST"):
         return in_cluster()
+    if not files:
+        listed = os.environ.get("KUBECONFIG") or DEFAULT_KUBECONFIG
+        raise KubeconfigError(f"no usable kubeconfig: no file at {listed} (KUBECONFIG, "
+                              "--kubeconfig), and not in a pod")  # fmt: skip
     merged = _merge(files)
     name = context or merged["current-context"]
     if not name:
@@ -62,18 +66,30 @@ def resolve(context: str | None = None, kubeconfig: str | None = None) -> Connec
     user = _entry(merged, "users", ctx.get("user"), "user") if ctx.get("user") else {}
     if any(user.get(key) for key in DELEGATED_AUTH):
         return _from_client(name, ctx, kubeconfig)
-    base = merged["origins"]
     server = cluster.get("server")
     if not isinstance(server, str) or not server:
         raise KubeconfigError(f"no usable kubeconfig: cluster {ctx['cluster']!r} has no server")
+    try:
+        return _static(name, ctx, cluster, user, merged["origins"], server)
+    except (OSError, ValueError, TypeError) as e:  # a token file, a certificate's base64
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename else ""
+        raise KubeconfigError(f"no usable kubeconfig: context {name!r}: {reason}{where}") from None
+
+
+def _static(
+    name: str, ctx: dict[str, Any], cluster: dict[str, Any], user: dict[str, Any],
+    origins: dict[tuple[str, str], Path], server: str,
+) -> Connection:  # fmt: skip
+    user_dir = origins.get(("users", str(ctx.get("user"))))
     return Connection(
         context=name,
         namespace=ctx.get("namespace") or None,
         server=server.rstrip("/"),
-        authorization=_authorization(user, base.get(("users", ctx.get("user")))),
-        ca_file=_file(cluster, "certificate-authority", base.get(("clusters", ctx["cluster"]))),
-        cert_file=_file(user, "client-certificate", base.get(("users", ctx.get("user")))),
-        key_file=_file(user, "client-key", base.get(("users", ctx.get("user")))),
+        authorization=_authorization(user, user_dir),
+        ca_file=_file(cluster, "certificate-authority", origins.get(("clusters", ctx["cluster"]))),
+        cert_file=_file(user, "client-certificate", user_dir),
+        key_file=_file(user, "client-key", user_dir),
         verify=not cluster.get("insecure-skip-tls-verify", False),
         server_name=cluster.get("tls-server-name") or None,
         proxy=cluster.get("proxy-url") or None,
@@ -156,7 +172,11 @@ def _file(entry: dict[str, Any], key: str, base: Path | None) -> str | None:
     """`key` as a path (relative to its kubeconfig), or `key-data` written to a private file
     (TLS libraries read certificates and keys from files)."""
     if entry.get(f"{key}-data"):
-        return _private_file(base64.b64decode(entry[f"{key}-data"]))
+        try:
+            data = base64.b64decode(entry[f"{key}-data"], validate=True)
+        except (ValueError, TypeError):  # binascii.Error is a ValueError
+            raise ValueError(f"{key}-data is not base64") from None
+        return _private_file(data)
     if entry.get(key):
         return str(_relative(entry[key], base))
     return None

@@ -5,8 +5,9 @@ conflict, reported and not overwritten (unless --force-conflicts).
 Same job name and same spec hash: nothing to apply (fields others changed since are named;
 --force-conflicts takes them back). Another
 hash: refuse unless --replace, which deletes and recreates it (a training job's spec is not
-changed under it). A new job: ConfigMap first, then the job, then the ConfigMap gets the job as
-owner (so deleting the job deletes it); if the job cannot be created, the ConfigMap goes again.
+changed under it). A new job: the job, then its ConfigMap already owned by it (deleting the job
+deletes it), two requests. No pod starts without its files: the kubelet waits for a ConfigMap
+volume until it exists. If the ConfigMap cannot be applied, the job is deleted again.
 """
 
 from __future__ import annotations
@@ -120,14 +121,13 @@ def _submit(
         delete_job(cluster, old_kind, name)
         _wait_gone(cluster, old_kind, name)
         action = "replaced"
-    # A leftover ConfigMap of an attempt whose job was never created is taken over (force).
-    apply(cluster, None, config_map, force=True)
-    try:
-        created = apply(cluster, kind, job, force=force)
+    created = apply(cluster, kind, job, force=force)
+    try:  # a leftover ConfigMap (of an attempt whose job is gone) is taken over: force
+        apply(cluster, None, _owned(config_map, kind, created), force=True)
     except BaseException:
-        _delete_quietly(cluster, config_map["metadata"]["name"])
+        with contextlib.suppress(ApiError, ClusterError):  # the ConfigMap's failure is the news
+            delete_job(cluster, kind, name)
         raise
-    apply(cluster, None, _owned(config_map, kind, created), force=True)
     return Outcome(run, name, action)
 
 
@@ -181,12 +181,6 @@ def _owned(config_map: Manifest, kind: JobKind, job: Manifest) -> Manifest:
     }
     meta = {**config_map["metadata"], "ownerReferences": [owner]}
     return {**config_map, "metadata": meta}
-
-
-def _delete_quietly(cluster: Cluster, config_map: str) -> None:
-    # The create failure is what the user needs to see, not this one's.
-    with contextlib.suppress(ApiError, ClusterError):
-        cluster.request("DELETE", _config_map_path(cluster, config_map))
 
 
 def delete_job(cluster: Cluster, kind: JobKind, name: str) -> bool:
