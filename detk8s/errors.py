@@ -18,6 +18,12 @@ def display_path(file: Path | str) -> str:
         return str(path)
 
 
+def first_line(value: object) -> str:
+    """An error (or its reason) as one line: its text's first line, else its type's name."""
+    text = str(value).strip()
+    return text.splitlines()[0] if text else type(value).__name__
+
+
 class DetkError(Exception):
     """An error shown to the user as one line, never as a traceback."""
 

@@ -117,7 +117,7 @@ def submit_build_job(cluster: Cluster, manifests: list[dict[str, Any]], dry_run:
         m["metadata"]["namespace"] = ns
     query = {"dryRun": "All"} if dry_run else {}
     try:
-        cluster.request("POST", f"/api/v1/namespaces/{ns}/configmaps", query=query, body=config_map)
+        cluster.request("POST", cluster.config_maps_path(), query=query, body=config_map)
     except ApiError as e:
         if e.status != 409:
             raise KanikoError(

@@ -103,23 +103,28 @@ class S3Storage:
         """GET `url` on the endpoint's own pool (urllib3's PoolManager takes a lock and builds a
         pool key on every request: a quarter of a collect's CPU at 64 threads), else through the
         environment's proxy."""
-        origin, pool = self._endpoint
-        if pool is not None and url.startswith(f"{origin}/"):
-            return pool.urlopen("GET", url[len(origin) :])
+        origin, proxy = self._route
+        if proxy is None and url.startswith(f"{origin}/"):
+            return self._pool.urlopen("GET", url[len(origin) :])
         return self._manager.request("GET", url)
 
     @cached_property
-    def _endpoint(self) -> tuple[str, urllib3.HTTPConnectionPool | None]:
+    def _route(self) -> tuple[str, str | None]:
+        """The endpoint's origin, and the environment's proxy for it (HTTPS_PROXY, NO_PROXY...),
+        as boto3 uses it."""
         parsed = urlparse(self.client.meta.endpoint_url)
-        origin = f"{parsed.scheme}://{parsed.netloc}"
-        if _proxy(parsed.scheme, parsed.hostname or ""):
-            return origin, None
-        return origin, urllib3.connection_from_url(origin, **self._pool_options())
+        proxy = urllib.request.getproxies().get(parsed.scheme)
+        if proxy and urllib.request.proxy_bypass(parsed.hostname or ""):
+            proxy = None
+        return f"{parsed.scheme}://{parsed.netloc}", proxy
+
+    @cached_property
+    def _pool(self) -> urllib3.HTTPConnectionPool:
+        return urllib3.connection_from_url(self._route[0], **self._pool_options())
 
     @cached_property
     def _manager(self) -> urllib3.PoolManager:
-        parsed = urlparse(self.client.meta.endpoint_url)
-        proxy = _proxy(parsed.scheme, parsed.hostname or "")
+        proxy = self._route[1]
         if proxy:
             return urllib3.ProxyManager(proxy, **self._pool_options())
         return urllib3.PoolManager(**self._pool_options())
@@ -166,45 +171,38 @@ class S3Storage:
         return self._call("head", key, head, missing=False)
 
     def list(self, prefix: str = "") -> Iterator[StoredObject]:
-        strip = len(self._key(""))
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix)
+        for page in self._pages(prefix):
+            yield from self._objects(page)
+
+    def children(self, prefix: str = "") -> Listing:
+        here = len(self._key(prefix))
+        listing: Listing = ([], [])
+        for page in self._pages(prefix, Delimiter="/"):
+            listing[0].extend(
+                p["Prefix"][here:].rstrip("/") for p in page.get("CommonPrefixes", [])
             )
-            for page in pages:
-                for obj in page.get("Contents", []):
-                    yield StoredObject(obj["Key"][strip:], obj["Size"], obj.get("ETag", ""))
+            listing[1].extend(self._objects(page))
+        return listing
+
+    def _pages(self, prefix: str, **options: str) -> Iterator[dict[str, Any]]:
+        """The ListObjectsV2 pages under `prefix`, failures as one-line StorageErrors."""
+        try:
+            yield from self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self._key(prefix), **options
+            )
         except (ClientError, BotoCoreError) as e:
             raise self._fail("list", prefix, e) from None
 
-    def children(self, prefix: str = "") -> Listing:
-        root, here = len(self._key("")), len(self._key(prefix))
-        listing: Listing = ([], [])
-        names, objects = listing
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self._key(prefix), Delimiter="/"
-            )
-            for page in pages:
-                names.extend(p["Prefix"][here:].rstrip("/") for p in page.get("CommonPrefixes", []))
-                objects.extend(
-                    StoredObject(o["Key"][root:], o["Size"], o.get("ETag", ""))
-                    for o in page.get("Contents", [])
-                )
-        except (ClientError, BotoCoreError) as e:
-            raise self._fail("list", prefix, e) from None
-        return listing
+    def _objects(self, page: dict[str, Any]) -> Iterator[StoredObject]:
+        """A page's objects, keys relative to the storage root."""
+        strip = len(self._key(""))
+        for obj in page.get("Contents", []):
+            yield StoredObject(obj["Key"][strip:], obj["Size"], obj.get("ETag", ""))
 
     def delete(self, key: str) -> None:
         self._call(
             "delete", key, lambda: self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
         )
-
-
-def _proxy(scheme: str, host: str) -> str | None:
-    """The environment's proxy for this endpoint (HTTPS_PROXY, NO_PROXY...), as boto3 uses it."""
-    proxy = urllib.request.getproxies().get(scheme)
-    return proxy if proxy and not urllib.request.proxy_bypass(host) else None
 
 
 class _Stream:

@@ -28,7 +28,7 @@ from detk8s.backends.kubernetes.kinds import (
 )
 from detk8s.backends.kubernetes.kubeconfig import Connection, KubeconfigError, resolve
 from detk8s.backends.kubernetes.rest import POOL_SIZE, ApiError, Rest, retries
-from detk8s.errors import DetkError
+from detk8s.errors import DetkError, first_line
 from detk8s.util import thread_map
 
 T = TypeVar("T")
@@ -122,15 +122,15 @@ class Cluster:
             reason = getattr(e, "reason", None) or e
             raise ClusterError(
                 f"cannot reach the Kubernetes API at {self.target.host} "
-                f"(context {self.target.context!r}): {_first_line(reason)}"
+                f"(context {self.target.context!r}): {first_line(reason)}"
             ) from None
 
     def _describe(self, e: ApiError) -> str:
         where = f"context {self.target.context!r}, namespace {self.target.namespace!r}"
         if e.status in (401, 403):
             what = "not authenticated" if e.status == 401 else "forbidden"
-            return f"{what} ({e.status}) in {where}: {_first_line(e.message)}"
-        return f"Kubernetes API error {e.status} in {where}: {_first_line(e.message)}"
+            return f"{what} ({e.status}) in {where}: {first_line(e.message)}"
+        return f"Kubernetes API error {e.status} in {where}: {first_line(e.message)}"
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """A REST call (rest.Rest.request) through `call`."""
@@ -138,6 +138,10 @@ class Cluster:
 
     def jobs_path(self, kind: JobKind, name: str = "") -> str:
         path = f"/apis/{kind.api_version}/namespaces/{self.namespace}/{kind.plural}"
+        return f"{path}/{name}" if name else path
+
+    def config_maps_path(self, name: str = "") -> str:
+        path = f"/api/v1/namespaces/{self.namespace}/configmaps"
         return f"{path}/{name}" if name else path
 
     # Jobs (Kubeflow custom resources)
@@ -191,8 +195,3 @@ class Cluster:
             return False
         except ClusterError:
             return None
-
-
-def _first_line(value: object) -> str:
-    text = str(value).strip()
-    return text.splitlines()[0] if text else type(value).__name__

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from detk8s.errors import DetkError
+from detk8s.errors import DetkError, first_line
 from detk8s.yaml_io import read_mapping
 
 DEFAULT_KUBECONFIG = "~/.kube/config"
@@ -213,8 +213,7 @@ def _from_client(name: str, ctx: dict[str, Any], kubeconfig: str | None) -> Conn
             client_configuration=cfg,
         )
     except (ConfigException, OSError, ValueError, KeyError, TypeError) as e:
-        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise KubeconfigError(f"no usable kubeconfig: {line}") from None
+        raise KubeconfigError(f"no usable kubeconfig: {first_line(e)}") from None
     authorization = (cfg.api_key or {}).get("authorization")
     return Connection(
         context=name,

@@ -20,6 +20,7 @@ from detk8s.backends.kubernetes.pods import (
     restarts,
 )
 from detk8s.backends.kubernetes.state import QUEUED, condition_reason, job_state, queued_in_kueue
+from detk8s.errors import first_line
 from detk8s.labels import MANAGED_BY_LABEL, RUN_LABEL
 
 
@@ -174,9 +175,8 @@ def _row_or_error(
         meta = job.get("metadata") or {}
         name = str(meta.get("name", "?"))
         run = str((meta.get("labels") or {}).get(RUN_LABEL, name))
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
         return JobRow(run, f"{kind.plural}/{name}", "Unknown", 0, 0, 0, "?", "-", 0,
-                      f"cannot read: {why}", cluster.namespace)  # fmt: skip
+                      f"cannot read: {first_line(e)}", cluster.namespace)  # fmt: skip
 
 
 def job_rows(

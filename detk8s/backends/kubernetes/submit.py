@@ -22,6 +22,7 @@ from detk8s.backends.kubernetes.kinds import KINDS, JobKind
 from detk8s.backends.kubernetes.rest import ApiError
 from detk8s.backends.kubernetes.state import job_state
 from detk8s.labels import RUN_LABEL, SPEC_HASH_LABEL
+from detk8s.names import config_map_name
 
 Manifest = dict[str, Any]
 Known = dict[str, tuple[JobKind, Manifest]]  # job name -> its kind and the job
@@ -136,7 +137,7 @@ def apply(
 ) -> Manifest:
     """Server-side apply of a job of `kind`, or of a ConfigMap (kind None)."""
     name = obj["metadata"]["name"]
-    path = _config_map_path(cluster, name) if kind is None else cluster.jobs_path(kind, name)
+    path = cluster.config_maps_path(name) if kind is None else cluster.jobs_path(kind, name)
     query = {"fieldManager": FIELD_MANAGER, "force": str(force).lower()}
     if dry_run:
         query["dryRun"] = DRY_RUN_ALL
@@ -144,10 +145,6 @@ def apply(
         "PATCH", path, query=query, body=obj, content_type=APPLY_PATCH
     )
     return applied
-
-
-def _config_map_path(cluster: Cluster, name: str) -> str:
-    return f"/api/v1/namespaces/{cluster.namespace}/configmaps/{name}"
 
 
 # Controllers that change a job's spec by design: Kueue admits a queued job by unsuspending it.
@@ -194,7 +191,7 @@ def delete_job(cluster: Cluster, kind: JobKind, name: str) -> bool:
     # The ownerReference lets the garbage collector do this; doing it here too means nothing is
     # left behind on clusters (or emulators) without one.
     with contextlib.suppress(ApiError):
-        cluster.request("DELETE", _config_map_path(cluster, f"{name}-config"))
+        cluster.request("DELETE", cluster.config_maps_path(config_map_name(name)))
     return found
 
 
