@@ -19,19 +19,18 @@ import asyncio
 import contextlib
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "benchmarks"))
+from timing import REPO, installed_env, timed
 
-from collect_speed import SERIAL, aws_copy, awscli, store_runs, timed  # noqa: E402
-from s3.servers import start_ceph, start_moto  # noqa: E402
+sys.path.insert(0, str(REPO / "tests"))
+
+from collect_speed import SERIAL, aws_copy, awscli, store_runs
+from s3.servers import start_ceph, start_moto
 
 
 class Relay:
@@ -97,9 +96,12 @@ def main() -> int:
             bucket = ep.new_bucket("bench", client)
             store_runs(client, bucket, args.runs)  # before the delay: not timed
             relay.one_way = args.rtt_ms / 2000  # from here on, every round trip takes it
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            env |= {"AWS_ACCESS_KEY_ID": ep.access_key, "AWS_SECRET_ACCESS_KEY": ep.secret_key,
-                    "AWS_DEFAULT_REGION": ep.region, "XDG_CACHE_HOME": f"{tmp}/cache"}  # fmt: skip
+            env = installed_env(
+                AWS_ACCESS_KEY_ID=ep.access_key,
+                AWS_SECRET_ACCESS_KEY=ep.secret_key,
+                AWS_DEFAULT_REGION=ep.region,
+                XDG_CACHE_HOME=f"{tmp}/cache",
+            )
             t0 = time.perf_counter()
             client.head_bucket(Bucket=bucket)
             rtt = (time.perf_counter() - t0) * 1000

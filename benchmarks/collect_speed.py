@@ -19,10 +19,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from timing import REPO, installed_env, timed
+
 sys.path.insert(0, str(REPO / "tests"))
 
-from s3.servers import start_ceph  # noqa: E402
+from s3.servers import start_ceph
 
 # The serial baseline: list the runs, then GET each eval.json in turn (argv: url, bucket).
 SERIAL = """
@@ -83,12 +84,6 @@ def aws_copy(
     return took, out, len(list((tmp / "awscopy").rglob("eval.json")))
 
 
-def timed(cmd: list[str], **kwargs: object) -> tuple[float, subprocess.CompletedProcess[str]]:
-    t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
-    return time.perf_counter() - t0, out
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=1000)
@@ -101,10 +96,12 @@ def main() -> int:
             client = ep.client(max_pool_connections=32)
             bucket = ep.new_bucket("bench", client)
             store_runs(client, bucket, args.runs)
-            env = {**os.environ, "AWS_ACCESS_KEY_ID": ep.access_key,
-                   "AWS_SECRET_ACCESS_KEY": ep.secret_key, "AWS_DEFAULT_REGION": ep.region,
-                   "XDG_CACHE_HOME": f"{tmp}/cache"}  # fmt: skip
-            env.pop("PYTHONDONTWRITEBYTECODE", None)
+            env = installed_env(
+                AWS_ACCESS_KEY_ID=ep.access_key,
+                AWS_SECRET_ACCESS_KEY=ep.secret_key,
+                AWS_DEFAULT_REGION=ep.region,
+                XDG_CACHE_HOME=f"{tmp}/cache",
+            )
 
             # 1. One by one: list the runs, then GET each eval.json in turn (a fresh process,
             # as detk8s is measured).

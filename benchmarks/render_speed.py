@@ -10,25 +10,18 @@ imports the cluster and storage clients nor a trainer (kubernetes, boto3, torch,
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from timing import REPO, checked, installed_env
+
 FORBIDDEN = ("kubernetes", "boto3", "botocore", "torch", "paddle", "ppdet", "yolov5")
 FLOOR = "import typer, jinja2, yaml, pydantic"
 MATRIX = ["L1", "L2", "L3", "L4", "Y1", "Y2", "Y3", "Y4"]
-
-
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> float:
-    t0 = time.perf_counter()
-    subprocess.run(cmd, cwd=cwd, env=env, check=True, capture_output=True)
-    return time.perf_counter() - t0
 
 
 def project(root: Path, extra: int) -> None:
@@ -49,10 +42,7 @@ def main() -> int:
     detk8s = [sys.executable, "-m", "detk8s"]
     commands = {"render": [*detk8s, "render", *MATRIX], "validate": [*detk8s, "validate", *MATRIX]}
     more = [f"S{i:03d}" for i in range(args.extra)]
-    # As after `pip install`, which compiles bytecode: without .pyc files every run would first
-    # compile detk8s's sources (PYTHONDONTWRITEBYTECODE, set on some machines, prevents it).
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "detk8s")], check=True)
+    env = installed_env()
     ok = True
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -60,13 +50,13 @@ def main() -> int:
         floor_cmd = [sys.executable, "-c", FLOOR]
         times: dict[str, list[float]] = {"floor": []}
         for name, cmd in commands.items():
-            timed(cmd, root, env)  # warm the caches
+            checked(cmd, cwd=root, env=env)  # warm the caches
             times[name], times[f"{name} +{args.extra}"] = [], []
         for _ in range(args.runs):  # interleaved: all see the same machine load
-            times["floor"].append(timed(floor_cmd, root, env))
+            times["floor"].append(checked(floor_cmd, cwd=root, env=env)[0])
             for name, cmd in commands.items():
-                times[name].append(timed(cmd, root, env))
-                times[f"{name} +{args.extra}"].append(timed([*cmd, *more], root, env))
+                times[name].append(checked(cmd, cwd=root, env=env)[0])
+                times[f"{name} +{args.extra}"].append(checked([*cmd, *more], cwd=root, env=env)[0])
         floor = statistics.median(times["floor"])
         print(f"fresh processes, medians of {args.runs}; import floor ({FLOOR}) {floor:.3f} s:")
         for name, cmd in commands.items():

@@ -11,36 +11,24 @@ detk8s does what it does on a real cluster (DONE check, image check, runtime of 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import statistics
-import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
-import time
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from timing import REPO, checked, installed_env
+
 sys.path.insert(0, str(REPO / "tests"))
 
-from kube.emulator import KubeEmulator  # noqa: E402
-from registry import FakeRegistry  # noqa: E402
-from s3.servers import start_moto  # noqa: E402
+from kube.emulator import KubeEmulator
+from registry import FakeRegistry
+from s3.servers import start_moto
 
 NS = "detection"
-
-
-def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    took = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[:3])} failed ({done.returncode}):\n{done.stderr[-2000:]}")
-    return took, done.stdout
 
 
 def project(root: Path, runs: int, storage: str, endpoint: str, registry: str) -> None:
@@ -65,13 +53,13 @@ def one_server(
         env = {**env, "KUBECONFIG": str(emu.kubeconfig(Path(tmp) / "kubeconfig", namespace=NS))}
         detk8s = str(REPO / ".venv/bin/detk8s")
         manifests = Path(tmp) / "manifests"
-        timed([detk8s, "render", "S0*", "-o", str(manifests)], root, env)
+        checked([detk8s, "render", "S0*", "-o", str(manifests)], cwd=root, env=env)
         for r in range(rounds):
             ours, theirs = f"{NS}-{r}", f"kubectl-{r}"
             emu.add_namespace(ours)
             emu.add_namespace(theirs)
             submit = [detk8s, "submit", "S0*", "-n", ours]
-            took, out = timed(submit, root, env)
+            took, out = checked(submit, cwd=root, env=env)
             times["first"].append(took)
             assert out.count(": created ") == len(emu.list("paddlejobs", ours)), out[-500:]
             if kubectl is not None:  # the same objects, in a namespace of kubectl's own
@@ -79,12 +67,12 @@ def one_server(
                 for file in manifests.iterdir():
                     text = re.sub(r"namespace: \S+", f"namespace: {theirs}", file.read_text())
                     file.write_text(text)
-                times["k_first"].append(timed(apply, root, env)[0])
-            took, out = timed(submit, root, env)
+                times["k_first"].append(checked(apply, cwd=root, env=env)[0])
+            took, out = checked(submit, cwd=root, env=env)
             times["again"].append(took)
             assert out.count(": unchanged ") == len(emu.list("paddlejobs", ours)), out[-500:]
             if kubectl is not None:
-                times["k_again"].append(timed(apply, root, env)[0])
+                times["k_again"].append(checked(apply, cwd=root, env=env)[0])
                 assert len(emu.list("paddlejobs", theirs)) == len(emu.list("paddlejobs", ours))
     label = f"{service * 1000:g} ms/request"
     rows = []
@@ -118,13 +106,7 @@ def main() -> int:
             root = Path(tmp) / "proj"
             registry = f"127.0.0.1:{server.server_address[1]}"
             project(root, args.runs, f"s3://{bucket}/runs", moto.endpoint.url, registry)
-            # As after `pip install`, which compiles bytecode (PYTHONDONTWRITEBYTECODE, set on
-            # some machines, would leave every import to compile its sources on each run).
-            env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-            env |= {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "x"}
-            subprocess.run([sys.executable, "-m", "compileall", "-q", "-j", "0",
-                            *sysconfig.get_paths()["purelib"].split(os.pathsep),
-                            str(REPO / "detk8s")], capture_output=True, env=env)  # fmt: skip
+            env = installed_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="x")
             print(f"{args.runs}-run sweep, fresh processes, emulator over TLS, medians of "
                   f"{args.rounds}:")  # fmt: skip
             ok = True
