@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from detk8s.config.errors import config_errors
-from detk8s.config.layered import Layered, key_origins, load_layered
+from detk8s.config.layered import Layered, ParsedFiles, key_origins, load_layered
 from detk8s.config.scaling import check_linear_scaling
 from detk8s.config.schema import DatasetConfig, ProjectConfig, RunConfig
 from detk8s.errors import ConfigError, ConfigErrors, UsageError
@@ -86,6 +86,7 @@ class Project:
         self.root = file.parent
         self._datasets: dict[str, DatasetConfig] = {}
         self._dataset_files: dict[str, Path] = {}
+        self._files = ParsedFiles()  # like the datasets, read once per command
         raw = read_mapping(file, empty_ok=True)
         try:
             self.settings = ProjectConfig.model_validate(raw)
@@ -167,7 +168,7 @@ class Project:
     def load_run(self, name: str) -> LoadedRun:
         """A validated run, or ConfigErrors listing every problem found in it."""
         file = self.run_files[name]
-        merged, bases = load_layered(file, self.root)
+        merged, bases = load_layered(file, self.root, self._files)
         if "name" in merged.data:
             raise ConfigError(
                 merged.origin_of(("name",), file), "name", "is the file name; remove it"
@@ -229,7 +230,7 @@ class Project:
                 "dataset",
                 f"no dataset {name!r} in {self.datasets_dir.name}/ (known: {known})",
             )
-        merged, _ = load_layered(file, self.root)
+        merged, _ = load_layered(file, self.root, self._files)
         merged.data["name"] = name
         if isinstance(merged.data.get("source"), str):
             merged.data["source"] = self.local_path(merged.data["source"])

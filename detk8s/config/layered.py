@@ -71,23 +71,47 @@ def key_origins(data: dict[str, Any], file: Path, prefix: Key = ()) -> dict[Key,
 MAX_DEPTH = 32  # of _BASE_ chains: deeper is a generated loop, not a config
 
 
-def load_layered(path: Path, root: Path | None = None) -> tuple[Layered, Layered]:
+class ParsedFiles:
+    """Config files read once, by the path they were named by: a sweep's runs share bases."""
+
+    def __init__(self) -> None:
+        self._mappings: dict[Path, dict[str, Any]] = {}
+        self._real: dict[Path, Path] = {}
+
+    def mapping(self, path: Path) -> dict[str, Any]:
+        """The file's mapping, a copy the caller may change."""
+        if path not in self._mappings:
+            self._mappings[path] = read_mapping(path)
+        return _copy(self._mappings[path])
+
+    def real(self, path: Path) -> Path:
+        if path not in self._real:
+            self._real[path] = path.resolve()
+        return self._real[path]
+
+
+def load_layered(
+    path: Path, root: Path | None = None, files: ParsedFiles | None = None
+) -> tuple[Layered, Layered]:
     """The file merged over its bases, and its bases alone (for checks that compare the two).
-    Bases must stay inside `root` (the project), when given."""
-    return _load(Path(path), (), root.resolve() if root else None)
+    Bases must stay inside `root` (the project), when given. `files` keeps what was read for
+    the next call."""
+    return _load(Path(path), (), root.resolve() if root else None, files or ParsedFiles())
 
 
-def _load(path: Path, stack: tuple[Path, ...], root: Path | None) -> tuple[Layered, Layered]:
-    own = read_mapping(path)  # first: it names an unreadable file (a symlink loop) in one line
-    stack = (*stack, path.resolve())
+def _load(
+    path: Path, stack: tuple[Path, ...], root: Path | None, files: ParsedFiles
+) -> tuple[Layered, Layered]:
+    own = files.mapping(path)  # first: it names an unreadable file (a symlink loop) in one line
+    stack = (*stack, files.real(path))
     bases = Layered()
     for base in _base_paths(path, own.pop(BASE_KEY, None), root):
-        if base.resolve() in stack:  # the file that closes the loop is the one to fix
-            chain = " -> ".join(p.name for p in (*stack, base.resolve()))
+        if files.real(base) in stack:  # the file that closes the loop is the one to fix
+            chain = " -> ".join(p.name for p in (*stack, files.real(base)))
             raise ConfigError(path, BASE_KEY, f"inheritance cycle: {chain}")
         if len(stack) >= MAX_DEPTH:
             raise ConfigError(path, BASE_KEY, f"more than {MAX_DEPTH} levels of bases")
-        full, _ = _load(base, stack, root)
+        full, _ = _load(base, stack, root, files)
         bases.overlay(full)
     merged = Layered(_copy(bases.data), dict(bases.origin))
     merged.merge(own, key_origins(own, path))

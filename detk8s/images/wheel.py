@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
 import sys
 import zipfile
+from collections.abc import Mapping
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 
@@ -31,27 +34,29 @@ def wheel_name() -> str:
     return f"{NAME}-{__version__}-py3-none-any.whl"
 
 
-def package_files() -> dict[str, Path]:
+@cache
+def package_files() -> Mapping[str, Path]:
     """Archive name -> file: the package, and its data dirs under detk8s/_data as the wheel
-    pyproject.toml describes carries them (from the checkout, when running from one)."""
-    files = {
-        f"{NAME}/{p.relative_to(PACKAGE_DIR).as_posix()}": p
-        for p in sorted(PACKAGE_DIR.rglob("*"))
-        if p.is_file() and not _skipped(p.relative_to(PACKAGE_DIR))
-    }
+    pyproject.toml describes carries them (from the checkout, when running from one). Once per
+    process: an image tag and the wheel both need it."""
+    files = {f"{NAME}/{rel}": p for rel, p in _tree(PACKAGE_DIR)}
     if not (PACKAGE_DIR / DATA_DIR).is_dir():  # a source checkout: the force-include table
         for source, target in _force_include().items():
             src = SOURCE_ROOT / source
-            found = [src] if src.is_file() else sorted(p for p in src.rglob("*") if p.is_file())
-            for p in found:
-                if not _skipped(p.relative_to(SOURCE_ROOT)):
-                    rel = p.relative_to(src).as_posix() if src.is_dir() else ""
-                    files[f"{target}/{rel}".rstrip("/")] = p
+            found = [("", src)] if src.is_file() else _tree(src)
+            files |= {f"{target}/{rel}".rstrip("/"): p for rel, p in found}
     return dict(sorted(files.items()))
 
 
-def _skipped(rel: Path) -> bool:
-    return any(part in _SKIP for part in rel.parts) or rel.suffix in (".pyc", ".pyo")
+def _tree(root: Path) -> list[tuple[str, Path]]:
+    """(path relative to `root`, file) for the files under it, without caches and bytecode."""
+    out = []
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if d not in _SKIP]
+        rel = Path(folder).relative_to(root).as_posix()
+        prefix = "" if rel == "." else f"{rel}/"
+        out += [(prefix + n, Path(folder, n)) for n in names if not n.endswith((".pyc", ".pyo"))]
+    return out
 
 
 def _force_include() -> dict[str, str]:

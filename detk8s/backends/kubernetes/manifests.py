@@ -55,10 +55,10 @@ TMP_DIR = "/tmp"
 POD_PATHS = {"config": POD.config_dir, "output": POD.output_dir, "shm": SHM_DIR, "tmp": TMP_DIR}
 
 
-def _json(value: Any) -> str:
-    """`tojson` for YAML: a JSON scalar or flow collection, which YAML reads as is. (Jinja's own
-    also escapes < > & ' for HTML, which YAML does not need.)"""
-    return json.dumps(value, ensure_ascii=False)
+# `tojson` for YAML: a JSON scalar or flow collection, which YAML reads as is. (Jinja's own also
+# escapes < > & ' for HTML, which YAML does not need.) One encoder: json.dumps with options
+# builds a new one per value, and a manifest has dozens.
+_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def no_expansion(value: Any) -> Any:
@@ -94,6 +94,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(data_path(TEMPLATES_DIR)),
         bytecode_cache=_template_cache(),
+        auto_reload=False,  # a process renders with the templates it started with: no stat per use
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # YAML, not HTML; values are quoted by `tojson`
