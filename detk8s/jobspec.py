@@ -123,6 +123,11 @@ def gang_scheduling(run: RunConfig) -> GangScheduling | None:
     )
 
 
+def job_namespace(run: RunConfig, project: ProjectConfig) -> str | None:
+    """The run's, else the project's; None: the kubeconfig context's."""
+    return run.namespace or project.namespace
+
+
 def build_job_spec(
     loaded: LoadedRun,
     project: ProjectConfig,
@@ -143,7 +148,7 @@ def build_job_spec(
     return JobSpec(
         run=run.name,
         name=run.job_name,
-        namespace=run.namespace or project.namespace,
+        namespace=job_namespace(run, project),
         framework=run.framework,
         kind=plan.job_kind,
         image=image,

@@ -127,16 +127,26 @@ def submit(
         sys.stdout.write("".join(to_yaml(m) for m in manifests.values()))
         err(f"dry run: {len(manifests)} run(s) rendered, nothing submitted")
         return
+    from detk8s.jobspec import job_namespace
+    from detk8s.util import split_map
+
     cluster = connect(proj, context, namespace, kubeconfig)
-    manifests = {r.name: manifests_for(r, proj.settings) for r in loaded}
-    targets = {run: cluster.in_namespace(namespace or m[1]["metadata"].get("namespace"))
-               for run, m in manifests.items()}  # fmt: skip
+    targets = {r.name: cluster.in_namespace(namespace or job_namespace(r.config, proj.settings))
+               for r in loaded}  # fmt: skip
     server_dry_run = dry_run is DryRun.server
-    known = _known_jobs(targets) if len(manifests) > 1 and not server_dry_run else {}
-    # Storage and registries are asked only about runs that would be (re)created.
+    known = _known_jobs(targets) if len(loaded) > 1 and not server_dry_run else {}
+    ask_storage = not force and not server_dry_run
+    # Storage is asked only about runs that would be (re)created. Those without a job are
+    # asked at once, beside the rendering; those whose job changed, once it has told them.
+    new = [r.name for r in loaded if _job(known, targets[r.name], r.config.job_name) is None]
+    stored_new = _stored_later(proj, new) if ask_storage and new else None
+    rendered = split_map(lambda r: manifests_for(r, proj.settings), loaded)
+    manifests = {r.name: m for r, m in zip(loaded, rendered, strict=True)}
     pending = [r for r in loaded if not _unchanged(known, targets[r.name], manifests[r.name])]
-    ask_storage = pending and not force and not server_dry_run
-    skip = _stored(proj, [r.name for r in pending]) if ask_storage else set()
+    changed = [r.name for r in pending if r.name not in new]
+    skip = stored_new() if stored_new else set()
+    if ask_storage and changed:
+        skip |= _stored(proj, changed)
     _ensure_images(proj, [r for r in pending if r.name not in skip], build)
     _ensure_runtimes(cluster, manifests)
     outcomes = _submit_all(targets, manifests, known, skip, replace, server_dry_run,
@@ -239,13 +249,32 @@ def _ensure_runtimes(cluster: Cluster, manifests: Manifests) -> None:
 
 def _stored(proj: Project, runs: list[str]) -> set[str]:
     """Runs whose results are already in object storage: skipped unless --force."""
-    from detk8s.results.collect import done_runs
+    return _stored_later(proj, runs, background=False)()
 
-    try:
-        return done_runs(proj.storage(), runs)
-    except DetkError as e:
-        err(f"warning: cannot check stored results ({e}); submitting anyway")
-        return set()
+
+def _stored_later(
+    proj: Project, runs: list[str], background: bool = True
+) -> Callable[[], set[str]]:
+    """What waits for `_stored`'s answer, asked in a child process (storage clients are slow to
+    import and set up) unless not `background`."""
+    from detk8s.results.collect import done_runs
+    from detk8s.util import in_background
+
+    def ask() -> tuple[set[str], str | None]:  # in the child: the problem comes back as text
+        try:
+            return done_runs(proj.storage(), runs), None
+        except DetkError as e:
+            return set(), str(e)
+
+    asking = in_background(ask) if background else ask
+
+    def answer() -> set[str]:
+        done, problem = asking()
+        if problem:
+            err(f"warning: cannot check stored results ({problem}); submitting anyway")
+        return done
+
+    return answer
 
 
 def _known_jobs(targets: dict[str, Cluster]) -> dict[str, Known]:
@@ -258,10 +287,14 @@ def _known_jobs(targets: dict[str, Cluster]) -> dict[str, Known]:
     return dict(zip(namespaces, listed, strict=True))
 
 
+def _job(known: dict[str, Known], cluster: Cluster, name: str) -> tuple[JobKind, Manifest] | None:
+    return known.get(cluster.namespace, {}).get(name)
+
+
 def _unchanged(known: dict[str, Known], cluster: Cluster, manifests: list[Manifest]) -> bool:
     from detk8s.backends.kubernetes.submit import same_spec
 
-    found = known.get(cluster.namespace, {}).get(manifests[1]["metadata"]["name"])
+    found = _job(known, cluster, manifests[1]["metadata"]["name"])
     return found is not None and same_spec(found, manifests[1])
 
 
