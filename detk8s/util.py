@@ -151,11 +151,13 @@ def in_background(fn: Callable[[], R]) -> Callable[[], R]:
     what waits for its value: for CPU-bound work (importing and setting up a client, rendering)
     that a thread would only interleave with this one under the GIL. `fn` must not change
     anything: if it raised in the child, or the child died, or this platform cannot fork, it
-    runs again in the wait, so an error is raised here as it would be without the child. Fork
-    before any thread starts: a child gets only the thread that forked it."""
+    runs again in the wait, so an error is raised here as it would be without the child. With
+    other threads running, `fn` runs in the wait too."""
     import multiprocessing
 
-    if "fork" not in multiprocessing.get_all_start_methods():
+    # A child gets only the forking thread: a lock another thread held (an import's, a
+    # logger's) would never be released in it.
+    if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         return fn
     forking = multiprocessing.get_context("fork")
     receiver, sender = forking.Pipe(duplex=False)
@@ -181,10 +183,9 @@ def _answer(fn: Callable[[], Any], sender: Any) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     try:
-        answer = (True, fn())
-    except Exception:
-        answer = (False, None)  # the parent runs fn itself, and raises what it raises
-    sender.send(answer)
+        sender.send((True, fn()))
+    except Exception:  # fn failed, or its value does not pickle
+        sender.send((False, None))  # the parent runs fn itself, and raises what it raises
 
 
 def split_map(fn: Callable[[T], R], items: Iterable[T], at_least: int = 16) -> list[R]:

@@ -96,6 +96,41 @@ def test_thread_map_keeps_order_runs_concurrently_and_raises_the_first_error() -
         thread_map(fail_odd, range(10), 3)
 
 
+FORKED = """
+import os, threading
+from detk8s.util import in_background, split_map
+
+here = os.getpid()
+assert in_background(os.getpid)() != here  # on another core
+tried = []
+
+def fails() -> None:
+    tried.append(os.getpid())
+    raise ValueError("broken")
+
+try:
+    in_background(fails)()
+except ValueError as e:  # raised by running it again here, as without the child
+    assert str(e) == "broken" and tried == [here], tried
+else:
+    raise AssertionError("no error")
+done = split_map(lambda x: (x * x, os.getpid()), range(40))
+assert [v for v, _ in done] == [x * x for x in range(40)]
+assert {p for _, p in done[:20]} == {here} and here not in {p for _, p in done[20:]}
+assert [p for _, p in split_map(lambda x: (x, os.getpid()), range(3))] == [here] * 3
+threading.Thread(target=threading.Event().wait, daemon=True).start()
+assert in_background(os.getpid)() == here  # another thread: no fork, no lock left held
+print("ok")
+"""
+
+
+def test_in_background_and_split_map_fork_only_when_safe() -> None:
+    """A fresh interpreter: pytest's own process may have threads (servers of other tests)."""
+    done = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.stdout == "ok\n", done.stderr
+
+
 def test_a_bad_duration_is_a_usage_error(project: Path, cli: Any) -> None:
     r = cli("submit", "Y4", "--wait", "--timeout", "1x")
     assert r.code == 2 and "is not a duration" in " ".join(r.err.replace("│", " ").split())

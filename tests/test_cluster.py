@@ -7,6 +7,8 @@ HTTP; nothing in it is patched.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -164,6 +166,39 @@ def test_resubmitting_unchanged_runs_asks_no_storage(
     assert "warning" not in again.err
     new = cli("submit", "Y1")
     assert new.code == 0 and new.err.startswith("warning: cannot check stored results")
+
+
+def test_a_namespace_that_does_not_exist_is_named(cluster: KubeEmulator, cli: Any) -> None:
+    result = cli("submit", "L1", "L2", "-n", "nowhere")
+    assert result.code == 1
+    for run in ("L1", "L2"):
+        assert f"error: {run}: Kubernetes API error 404 in context " in result.err
+    assert result.err.count('namespaces "nowhere" not found') == 2
+
+
+def test_a_sweep_as_its_own_process(
+    cluster: KubeEmulator, cluster_store: Any, project: Path
+) -> None:
+    """As users run it: in a process of its own, without threads, the storage check and half
+    the rendering go to a forked child (util.in_background, split_map)."""
+    for i in range(24):  # enough runs to split
+        add_run(project, f"W{i:03d}", f"_BASE_: ../bases/picodet_s_320.yml\nepochs: {300 + i}\n")
+    cluster_store.put("W017/eval.json", b"{}")
+    cluster_store.put("_index/W017.json", b"{}")
+
+    def submit() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "detk8s", "submit", "W*"], cwd=project,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    first = submit()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count(": created ") == 23 and "W017: skipped " in first.stdout
+    assert names(cluster, KIND) == [f"w{i:03d}" for i in range(24) if i != 17]
+    for cm in cluster.list("configmaps", NS):  # each run's own manifests, whoever rendered them
+        i = int(cm["metadata"]["name"][1:4])
+        assert f"epoch: {300 + i}\n" in "".join(cm["data"].values()), cm["metadata"]["name"]
+    again = submit()
+    assert again.returncode == 0 and again.stdout.count(": unchanged ") == 23, again.stdout
 
 
 def test_dry_runs_persist_nothing(cluster: KubeEmulator, cli: Any) -> None:

@@ -302,6 +302,7 @@ def _submit_all(
     targets: dict[str, Cluster], manifests: Manifests, known: dict[str, Known], skip: set[str],
     replace: bool, server_dry_run: bool, force_conflicts: bool,
 ) -> list[Outcome]:  # fmt: skip
+    from detk8s.backends.kubernetes.rest import ApiError
     from detk8s.backends.kubernetes.submit import Outcome, submit_manifests
     from detk8s.util import thread_map
 
@@ -314,6 +315,8 @@ def _submit_all(
                                     force_conflicts, known.get(targets[run].namespace))  # fmt: skip
         except DetkError as e:
             return Outcome(run, name, "failed", str(e))
+        except ApiError as e:  # a 404 that is no answer to a lookup: no namespace, no CRD
+            return Outcome(run, name, "failed", targets[run].describe(e))
         except Exception as e:  # one broken submission must not hide the others' outcomes
             return Outcome(run, name, "failed", f"{type(e).__name__}: {e}")
 

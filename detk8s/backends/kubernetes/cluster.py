@@ -111,13 +111,13 @@ class Cluster:
         except ApiError as e:
             if e.status in (404, 409):
                 raise
-            raise ClusterError(self._describe(e)) from None
+            raise ClusterError(self.describe(e)) from None
         except _client_errors() as e:
             status: int = e.status  # type: ignore[attr-defined]
             error = ApiError(status, e.reason or "", e.body or "")  # type: ignore[attr-defined]
             if status in (404, 409):
                 raise error from None
-            raise ClusterError(self._describe(error)) from None
+            raise ClusterError(self.describe(error)) from None
         except urllib3.exceptions.HTTPError as e:
             reason = getattr(e, "reason", None) or e
             raise ClusterError(
@@ -125,7 +125,8 @@ class Cluster:
                 f"(context {self.target.context!r}): {first_line(reason)}"
             ) from None
 
-    def _describe(self, e: ApiError) -> str:
+    def describe(self, e: ApiError) -> str:
+        """One line: what the API server said, and where."""
         where = f"context {self.target.context!r}, namespace {self.target.namespace!r}"
         if e.status in (401, 403):
             what = "not authenticated" if e.status == 401 else "forbidden"
