@@ -41,6 +41,9 @@ class ConfigError(DetkError):
         self.message = message
         super().__init__(str(self))
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[str, str | None, str]]:
+        return ConfigError, (self.file, self.key, self.message)  # pickled whole (a forked child's)
+
     def __str__(self) -> str:
         file = display_path(self.file)
         where = f"{file}: {self.key}" if self.key else file

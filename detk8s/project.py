@@ -20,7 +20,7 @@ from detk8s.errors import ConfigError, ConfigErrors, UsageError
 from detk8s.frameworks import SectionErrors, check_run, get_adapter, settings_for
 from detk8s.names import job_name
 from detk8s.paths import PROJECT_FILE, config_search_path
-from detk8s.util import natural_key
+from detk8s.util import natural_key, split_map
 from detk8s.yaml_io import read_mapping
 
 if TYPE_CHECKING:
@@ -243,14 +243,21 @@ class Project:
         return dataset
 
     def load_runs(self, names: list[str]) -> tuple[list[LoadedRun], list[ConfigError]]:
-        """Every run that loads, and every problem of those that do not."""
+        """Every run that loads, and every problem of those that do not (a sweep's on two
+        cores)."""
         loaded: list[LoadedRun] = []
         errors: list[ConfigError] = []
-        for name in names:
-            try:
-                loaded.append(self.load_run(name))
-            except ConfigErrors as e:
-                errors += e.errors
-            except ConfigError as e:
-                errors.append(e)
+        for outcome in split_map(self._load_or_errors, names):
+            if isinstance(outcome, LoadedRun):
+                loaded.append(outcome)
+            else:
+                errors += outcome
         return loaded, errors
+
+    def _load_or_errors(self, name: str) -> LoadedRun | list[ConfigError]:
+        try:
+            return self.load_run(name)
+        except ConfigErrors as e:
+            return e.errors
+        except ConfigError as e:
+            return [e]

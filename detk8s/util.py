@@ -168,7 +168,7 @@ def in_background(fn: Callable[[], R]) -> Callable[[], R]:
     def wait() -> R:
         try:
             answered, value = receiver.recv()
-        except EOFError:
+        except Exception:  # the child died (EOFError), or its answer does not unpickle here
             answered, value = False, None
         finally:
             receiver.close()
