@@ -87,10 +87,9 @@ bench: $(STAMP)
 	status=0; \
 	$(BIN)/python benchmarks/render_speed.py || status=1; \
 	$(BIN)/python benchmarks/submit_sweep.py || status=1; \
-	$(BIN)/python benchmarks/collect_network.py || status=1; \
 	bash .ci/install-ceph.sh; \
 	$(BIN)/python benchmarks/collect_speed.py || status=1; \
-	$(BIN)/python benchmarks/collect_network.py --server ceph || status=1; \
+	$(BIN)/python benchmarks/collect_network.py || status=1; \
 	bash .ci/podman-setup.sh > /dev/null && . /var/tmp/detk8s-podman/env.sh && \
 	  $(BIN)/python benchmarks/build_speed.py || status=1; \
 	exit $$status

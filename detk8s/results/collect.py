@@ -94,15 +94,25 @@ class _Fetcher:
 
     def __init__(self, storage: Storage, cache: ResultCache | None) -> None:
         self.storage, self.cache = storage, cache
-        self.fetched = 0
 
     def get(self, key: str, etag: str) -> bytes | None:
-        if self.cache is not None:
-            cached = self.cache.get(key, etag)
-            if cached is not None:
-                return cached
-        body = self.storage.get(key)
-        self.fetched += 1
+        cached = self.cache.get(key, etag) if self.cache else None
+        return cached if cached is not None else self._remember(key, etag, self.storage.get(key))
+
+    def get_many(
+        self, objects: list[StoredObject], progress: Callable[[int], None] | None = None
+    ) -> list[bytes | None]:
+        cache = self.cache
+        bodies = [cache.get(o.key, o.etag) if cache else None for o in objects]
+        missed = [i for i, body in enumerate(bodies) if body is None]
+        if progress and len(missed) < len(objects):
+            progress(len(objects) - len(missed))
+        fetched = self.storage.get_many([objects[i].key for i in missed], progress)
+        for i, body in zip(missed, fetched, strict=True):
+            bodies[i] = self._remember(objects[i].key, objects[i].etag, body)
+        return bodies
+
+    def _remember(self, key: str, etag: str, body: bytes | None) -> bytes | None:
         if body is not None and self.cache is not None:
             self.cache.put(key, etag, body)
         return body
@@ -127,13 +137,22 @@ def _result(fetch: _Fetcher, run: str, names: dict[str, StoredObject]) -> RunRes
     return RunResult(run, "running", reason="no DONE or FAILED marker yet")
 
 
-def _indexed_result(fetch: _Fetcher, run: str, index: StoredObject) -> RunResult:
-    if index.size > MAX_RECORD_BYTES:
-        return _too_big(run, index.key, index)
-    raw = fetch.get(index.key, index.etag)
-    if raw is None:  # deleted since it was listed
-        return RunResult(run, "invalid", reason=f"{index.key} vanished while collecting")
-    return _done(run, raw, index.key)
+def _indexed_results(
+    fetch: _Fetcher, indexed: dict[str, StoredObject], progress: Callable[[int], None] | None
+) -> list[RunResult]:
+    """Finished runs from their index objects, fetched in one batch."""
+    results = [_too_big(run, obj.key, obj) for run, obj in indexed.items()
+               if obj.size > MAX_RECORD_BYTES]  # fmt: skip
+    if progress and results:
+        progress(len(results))
+    small = {run: obj for run, obj in indexed.items() if obj.size <= MAX_RECORD_BYTES}
+    bodies = fetch.get_many(list(small.values()), progress)
+    for (run, obj), raw in zip(small.items(), bodies, strict=True):
+        if raw is None:  # deleted since it was listed
+            results.append(RunResult(run, "invalid", reason=f"{obj.key} vanished while collecting"))
+        else:
+            results.append(_done(run, raw, obj.key))
+    return results
 
 
 def _too_big(run: str, name: str, obj: StoredObject) -> RunResult:
@@ -169,17 +188,16 @@ def collect(
         on_total(len(stored.runs))
     fetcher = _Fetcher(storage, cache)
 
-    def fetch(run: str) -> RunResult:
-        index = stored.indexed.get(run)
-        if index is not None:
-            result = _indexed_result(fetcher, run, index)
-        else:
-            result = _result(fetcher, run, _top_level(storage, run))
+    def unindexed(run: str) -> RunResult:
+        result = _result(fetcher, run, _top_level(storage, run))
         if progress:
             progress(1)
         return result
 
-    results = {r.run: r for r in thread_map(fetch, stored.runs, FETCH_THREADS)}
+    others = [run for run in stored.runs if run not in stored.indexed]
+    found = [*_indexed_results(fetcher, stored.indexed, progress),
+             *thread_map(unindexed, others, FETCH_THREADS)]  # fmt: skip
+    results = {r.run: r for r in found}
     if cache is not None:
         cache.save()
     for run in known:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -50,6 +50,13 @@ class Storage(Protocol):
 
     def get(self, key: str) -> bytes | None:
         """The object's bytes, or None when it does not exist."""
+        ...
+
+    def get_many(
+        self, keys: Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> list[bytes | None]:
+        """`[get(k) for k in keys]`, as concurrently as suits the backend, with `progress(1)`
+        after each object."""
         ...
 
     def put(self, key: str, data: bytes) -> None: ...
