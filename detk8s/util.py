@@ -8,7 +8,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from detk8s.errors import EXIT_USAGE, DetkError
 
@@ -146,42 +146,64 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> list[R
     return results
 
 
-def in_background(fn: Callable[[], R]) -> Callable[[], R]:
-    """Start `fn()` in a forked child, on another core while this process goes on, and return
-    what waits for its value: for CPU-bound work (importing and setting up a client, rendering)
-    that a thread would only interleave with this one under the GIL. `fn` must not change
-    anything: if it raised in the child, or the child died, or this platform cannot fork, it
-    runs again in the wait, so an error is raised here as it would be without the child. With
-    other threads running, `fn` runs in the wait too."""
-    import multiprocessing
+class Background(Generic[R]):
+    """`fn()` computed in a forked child, on another core while this process goes on: for
+    CPU-bound work (importing and setting up a client, rendering) that a thread would only
+    interleave with this one under the GIL. Calling it waits for the value. `fn` must not change
+    anything: if it raised in the child, or the child died, or this platform cannot fork, it runs
+    again in the wait, so an error is raised here as it would be without the child. With other
+    threads running, or not `fork`, `fn` runs in the wait too."""
 
-    # A child gets only the forking thread: a lock another thread held (an import's, a
-    # logger's) would never be released in it.
-    if threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
-        return fn
-    forking = multiprocessing.get_context("fork")
-    receiver, sender = forking.Pipe(duplex=False)
-    child = forking.Process(target=_answer, args=(fn, sender), daemon=True)  # ends with us
-    child.start()
-    sender.close()
+    def __init__(self, fn: Callable[[], R], fork: bool = True, nice: int = 0) -> None:
+        import multiprocessing
 
-    def wait() -> R:
+        self.fn = fn
+        self._child: Any = None
+        # A child gets only the forking thread: a lock another thread held (an import's, a
+        # logger's) would never be released in it.
+        if not fork or threading.active_count() > 1:
+            return
+        if "fork" not in multiprocessing.get_all_start_methods():
+            return
+        forking = multiprocessing.get_context("fork")
+        self._receiver, sender = forking.Pipe(duplex=False)
+        self._child = forking.Process(target=_answer, args=(fn, sender, nice), daemon=True)
+        self._child.start()  # daemon: it ends with this process
+        sender.close()
+
+    def __call__(self) -> R:
+        if self._child is None:
+            return self.fn()
         try:
-            answered, value = receiver.recv()
+            answered, value = self._receiver.recv()
         except Exception:  # the child died (EOFError), or its answer does not unpickle here
             answered, value = False, None
         finally:
-            receiver.close()
-            child.join()
-        return value if answered else fn()
+            self._end()
+        return value if answered else self.fn()
 
-    return wait
+    def cancel(self) -> None:
+        """The value is not needed after all: the child stops, and its core is free."""
+        if self._child is not None:
+            self._child.kill()
+            self._end()
+
+    def _end(self) -> None:
+        self._receiver.close()
+        self._child.join()
+        self._child = None
 
 
-def _answer(fn: Callable[[], Any], sender: Any) -> None:
+def in_background(fn: Callable[[], R]) -> Background[R]:
+    return Background(fn)
+
+
+def _answer(fn: Callable[[], Any], sender: Any, nice: int) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    if nice:
+        os.nice(nice)
     try:
         sender.send((True, fn()))
     except Exception:  # fn failed, or its value does not pickle

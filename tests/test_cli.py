@@ -97,8 +97,8 @@ def test_thread_map_keeps_order_runs_concurrently_and_raises_the_first_error() -
 
 
 FORKED = """
-import os, threading
-from detk8s.util import in_background, split_map
+import os, threading, time
+from detk8s.util import Background, in_background, split_map
 
 here = os.getpid()
 assert in_background(os.getpid)() != here  # on another core
@@ -118,6 +118,12 @@ done = split_map(lambda x: (x * x, os.getpid()), range(40))
 assert [v for v, _ in done] == [x * x for x in range(40)]
 assert {p for _, p in done[:20]} == {here} and here not in {p for _, p in done[20:]}
 assert [p for _, p in split_map(lambda x: (x, os.getpid()), range(3))] == [here] * 3
+assert Background(lambda: os.nice(0), nice=5)() == os.nice(0) + 5  # yields the CPU to us
+assert Background(os.getpid, fork=False)() == here
+waiting = Background(lambda: time.sleep(60))
+started = time.monotonic()
+waiting.cancel()  # not needed after all: the child is stopped, not waited for
+assert time.monotonic() - started < 10
 threading.Thread(target=threading.Event().wait, daemon=True).start()
 assert in_background(os.getpid)() == here  # another thread: no fork, no lock left held
 print("ok")
@@ -242,3 +248,30 @@ def test_s3_region_comes_from_boto3s_chain(tmp_path: Path, monkeypatch: pytest.M
     assert open_storage("s3://b/runs").client.meta.region_name == "eu-west-3"
     chosen = open_storage("s3://b/runs", Connection(region="ap-south-1"))
     assert chosen.client.meta.region_name == "ap-south-1"
+
+
+# A command, then the cluster and storage client packages it loaded (there should be none).
+CLIENTS_LOADED = """
+import sys
+from detk8s.cli import main
+sys.argv = ["detk8s", *sys.argv[1:]]
+try:
+    main()
+except SystemExit as e:
+    assert not e.code, e.code
+print(sorted({m.split(".")[0] for m in sys.modules} & {"kubernetes", "boto3", "botocore",
+                                                         "s3transfer"}))
+"""
+
+
+@pytest.mark.parametrize(
+    "command", [["runs"], ["validate", "--strict"], ["render", "--all", "-o", "out"],
+                ["submit", "L1", "--dry-run=client"], ["--help"]],
+)  # fmt: skip
+def test_commands_without_a_cluster_or_bucket_load_neither_client(
+    project: Path, command: list[str]
+) -> None:
+    done = subprocess.run([sys.executable, "-c", CLIENTS_LOADED, *command], cwd=project,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"

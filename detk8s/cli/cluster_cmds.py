@@ -27,7 +27,7 @@ from detk8s.cli.common import (
     console,
     duration,
     err,
-    load_runs,
+    load_selected,
     project,
 )
 from detk8s.cli.output import Format, FormatOpt, emit
@@ -43,11 +43,15 @@ if TYPE_CHECKING:
     from detk8s.backends.kubernetes.kinds import JobKind
     from detk8s.backends.kubernetes.submit import Known, Manifest, Outcome
     from detk8s.project import LoadedRun, Project
+    from detk8s.util import Background
 
     Manifests = dict[str, list[Manifest]]
+    Stored = tuple[set[str], str | None]  # the runs with results stored, or why none are known
 
 EXIT_TIMEOUT = 3
 SWEEP_THREADS = 16
+# The storage check's child yields the CPU to loading and rendering: a re-submit stops it unused.
+STORAGE_NICE = 10
 
 
 def run_namespace(proj: Project, run: str, flag: str | None) -> str | None:
@@ -116,10 +120,18 @@ def submit(
     """Submit runs as Kubeflow jobs (a sweep goes concurrently); idempotent."""
     from detk8s.backends.kubernetes.manifests import manifests_for, to_yaml
 
-    proj, loaded = load_runs(names, all_runs, strict)
+    proj = project()
+    selected = proj.select(names or [], all_runs=all_runs)
+    local = backend_of(proj, backend) is Backend.local
+    # Which runs have results stored (DONE: skipped unless --force) is asked at once, in a child
+    # process: its storage client takes as long to set up as loading and rendering a sweep.
+    # Only runs that would be (re)created need the answer: when none would, the child stops.
+    ask_storage = not (force or local or dry_run is not DryRun.none)
+    stored = _stored_later(proj, selected) if ask_storage else None
+    loaded = load_selected(proj, selected, strict)
     if wait and len(loaded) != 1:
         raise UsageError("--wait follows one run; submit a sweep without --wait")
-    if backend_of(proj, backend) is Backend.local:
+    if local:
         _submit_local(proj, [r.name for r in loaded], force, wait, timeout)
         return
     if dry_run is DryRun.client:
@@ -135,19 +147,19 @@ def submit(
                for r in loaded}  # fmt: skip
     server_dry_run = dry_run is DryRun.server
     known = _known_jobs(targets) if len(loaded) > 1 and not server_dry_run else {}
-    ask_storage = not force and not server_dry_run
-    # Storage is asked only about runs that would be (re)created. Those without a job are
-    # asked at once, beside the rendering; those whose job changed, once it has told them.
     new = [r.name for r in loaded if _job(known, targets[r.name], r.config.job_name) is None]
-    stored_new = _stored_later(proj, new) if ask_storage and new else None
+    if stored is not None and not new:
+        stored.cancel()  # its core is the rendering's
+        stored = None
     rendered = split_map(lambda r: manifests_for(r, proj.settings), loaded)
     manifests = {r.name: m for r, m in zip(loaded, rendered, strict=True)}
-    pending = [r for r in loaded if not _unchanged(known, targets[r.name], manifests[r.name])]
-    changed = [r.name for r in pending if r.name not in new]
-    skip = stored_new() if stored_new else set()
-    if ask_storage and changed:
-        skip |= _stored(proj, changed)
-    _ensure_images(proj, [r for r in pending if r.name not in skip], build)
+    pending = {r.name for r in loaded if not _unchanged(known, targets[r.name], manifests[r.name])}
+    skip: set[str] = set()
+    if stored is not None:
+        skip = _stored_answer(stored) & pending
+    elif ask_storage and pending:  # specs changed: a re-submit needs the answer after all
+        skip = _stored(proj, sorted(pending))
+    _ensure_images(proj, [r for r in loaded if r.name in pending - skip], build)
     _ensure_runtimes(cluster, manifests)
     outcomes = _submit_all(targets, manifests, known, skip, replace, server_dry_run,
                            force_conflicts)  # fmt: skip
@@ -249,32 +261,29 @@ def _ensure_runtimes(cluster: Cluster, manifests: Manifests) -> None:
 
 def _stored(proj: Project, runs: list[str]) -> set[str]:
     """Runs whose results are already in object storage: skipped unless --force."""
-    return _stored_later(proj, runs, background=False)()
+    return _stored_answer(_stored_later(proj, runs, background=False))
 
 
-def _stored_later(
-    proj: Project, runs: list[str], background: bool = True
-) -> Callable[[], set[str]]:
-    """What waits for `_stored`'s answer, asked in a child process (storage clients are slow to
-    import and set up) unless not `background`."""
-    from detk8s.results.collect import done_runs
-    from detk8s.util import in_background
+def _stored_later(proj: Project, runs: list[str], background: bool = True) -> Background[Stored]:
+    """`_stored`'s question, asked in a child process unless not `background`."""
+    from detk8s.util import Background
 
-    def ask() -> tuple[set[str], str | None]:  # in the child: the problem comes back as text
+    def ask() -> Stored:  # in the child: the problem comes back as text
+        from detk8s.results.collect import done_runs
+
         try:
             return done_runs(proj.storage(), runs), None
         except DetkError as e:
             return set(), str(e)
 
-    asking = in_background(ask) if background else ask
+    return Background(ask, fork=background, nice=STORAGE_NICE)
 
-    def answer() -> set[str]:
-        done, problem = asking()
-        if problem:
-            err(f"warning: cannot check stored results ({problem}); submitting anyway")
-        return done
 
-    return answer
+def _stored_answer(asking: Background[Stored]) -> set[str]:
+    done, problem = asking()
+    if problem:
+        err(f"warning: cannot check stored results ({problem}); submitting anyway")
+    return done
 
 
 def _known_jobs(targets: dict[str, Cluster]) -> dict[str, Known]:

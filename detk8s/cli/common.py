@@ -101,10 +101,14 @@ def load_runs(
     names: list[str] | None, all_runs: bool, strict: bool
 ) -> tuple[Project, list[LoadedRun]]:
     """The selected runs, or every problem in them (one line each) and exit 2."""
+    proj = project()
+    return proj, load_selected(proj, proj.select(names or [], all_runs=all_runs), strict)
+
+
+def load_selected(proj: Project, selected: list[str], strict: bool) -> list[LoadedRun]:
+    """`selected` runs of `proj` (by name), or every problem in them and exit 2."""
     from detk8s.errors import ConfigErrors
 
-    proj = project()
-    selected = proj.select(names or [], all_runs=all_runs)
     loaded, errors = proj.load_runs(selected)
     warnings = [w for run in loaded for w in run.warnings]
     if strict:
@@ -114,4 +118,4 @@ def load_runs(
             err(f"warning: {w}")
     if errors:
         raise ConfigErrors(errors)
-    return proj, loaded
+    return loaded

@@ -1,4 +1,4 @@
-"""Object storage for run results: `s3://bucket/prefix` (boto3, imported only when used) or
+"""Object storage for run results: `s3://bucket/prefix` (botocore, imported only when used) or
 `file:///path` (the embedded default, and the local backend's).
 
 Layout under the root, one prefix per run (the contract `exec` writes and `collect` reads):

@@ -1,10 +1,13 @@
-"""S3-compatible storage through boto3 (AWS, MinIO, Ceph RGW). Credentials and region come from
-boto3's own chain (AWS_* env, the pod's Secret, AWS_PROFILE and ~/.aws), the project's
-`storage.region` and `endpoint_url` over it; never from files detk8s renders.
+"""S3-compatible storage through botocore and boto3's transfers (AWS, MinIO, Ceph RGW).
+Credentials and region come from botocore's own chain (AWS_* env, the pod's Secret, AWS_PROFILE
+and ~/.aws), the project's `storage.region` and `endpoint_url` over it; never from files detk8s
+renders.
 
-GETs go to a URL boto3 presigns, on a plain connection pool: botocore's per-request machinery
-(events, signing headers, parsing) costs several times the GET itself, and collect makes one GET
-per run. Everything else goes through the client."""
+The client is botocore's: boto3 over it costs a third more to import and set up, which every
+collect and submit would pay, and is imported only for what it adds, multipart uploads and
+downloads. GETs go to a URL the client presigns, on a plain connection pool: botocore's
+per-request machinery (events, signing headers, parsing) costs several times the GET itself, and
+collect makes one GET per run. Everything else goes through the client."""
 
 from __future__ import annotations
 
@@ -17,7 +20,6 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlparse
 
-import boto3
 import botocore.session
 import urllib3
 from botocore.config import Config
@@ -59,10 +61,10 @@ class S3Storage:
         # Timestamps stay text: nothing here reads them, and parsing them with dateutil was two
         # thirds of the CPU a listing of a thousand runs took.
         core.get_component("response_parser_factory").set_parser_defaults(timestamp_parser=str)
-        self.client: Any = boto3.session.Session(botocore_session=core).client(
+        self.client: Any = core.create_client(
             "s3",
             endpoint_url=endpoint,
-            region_name=region,  # else boto3's own: AWS_REGION, AWS_PROFILE, ~/.aws/config
+            region_name=region,  # else botocore's own: AWS_REGION, AWS_PROFILE, ~/.aws/config
             config=Config(
                 retries={"mode": "adaptive", "max_attempts": 8},
                 max_pool_connections=MAX_POOL,
@@ -177,19 +179,28 @@ class S3Storage:
 
     def upload(self, key: str, path: Path) -> None:
         def send() -> None:
-            with path.open("rb") as f:
-                self.client.upload_fileobj(_Stream(f), self.bucket, self._key(key))
+            with path.open("rb") as f, self._transfers() as transfers:
+                transfers.upload(_Stream(f), self.bucket, self._key(key)).result()
 
         self._call("upload", key, send)
 
     def download(self, key: str, path: Path) -> bool:
-        def fetch() -> bool:
-            replace_atomically(
-                path, lambda tmp: self.client.download_file(self.bucket, self._key(key), str(tmp))
-            )
+        def fetch(tmp: Path) -> None:
+            with self._transfers() as transfers:
+                transfers.download(self.bucket, self._key(key), str(tmp)).result()
+
+        def save() -> bool:
+            replace_atomically(path, fetch)
             return True
 
-        return self._call("download", key, fetch, missing=False)
+        return self._call("download", key, save, missing=False)
+
+    def _transfers(self) -> Any:
+        """boto3's transfer manager (multipart, parts in parallel, retried reads), as the
+        client's upload_fileobj and download_file use it."""
+        from boto3.s3.transfer import TransferConfig, create_transfer_manager
+
+        return create_transfer_manager(self.client, TransferConfig())
 
     def exists(self, key: str) -> bool:
         def head() -> bool:
