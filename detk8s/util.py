@@ -210,14 +210,29 @@ def _answer(fn: Callable[[], Any], sender: Any, nice: int) -> None:
         sender.send((False, None))  # the parent runs fn itself, and raises what it raises
 
 
-def split_map(fn: Callable[[T], R], items: Iterable[T], at_least: int = 16) -> list[R]:
+class SplitMap(Generic[T, R]):
     """`[fn(x) for x in items]`, for CPU-bound `fn` without side effects, on two cores: the
-    first item here (to fill the caches the child then shares), then the second half in a
-    forked child (`in_background`) while this process does the first."""
-    todo = list(items)
-    if len(todo) < at_least:
-        return [fn(x) for x in todo]
-    first = fn(todo[0])
-    half = (len(todo) + 1) // 2
-    second = in_background(lambda: [fn(x) for x in todo[half:]])
-    return [first, *(fn(x) for x in todo[1:half]), *second()]
+    first item here (to fill the caches the child then shares), then the last `share` of them in
+    a forked child (`Background`) from now on; calling it does the rest here and joins them.
+    Started early, the child works while this process does something else (asks a server)."""
+
+    def __init__(
+        self, fn: Callable[[T], R], items: Iterable[T], at_least: int = 16, share: float = 0.5
+    ) -> None:
+        self.fn, todo = fn, list(items)
+        self._there: Callable[[], list[R]] = list
+        if len(todo) < at_least:
+            self._done, self._here = [], todo
+            return
+        self._done = [fn(todo[0])]
+        cut = max(1, len(todo) - int(len(todo) * share))
+        self._here, there = todo[1:cut], todo[cut:]
+        self._there = in_background(lambda: [fn(x) for x in there])
+
+    def __call__(self) -> list[R]:
+        return [*self._done, *(self.fn(x) for x in self._here), *self._there()]
+
+
+def split_map(fn: Callable[[T], R], items: Iterable[T], at_least: int = 16) -> list[R]:
+    """`[fn(x) for x in items]` on two cores (`SplitMap`), half here and half in a child."""
+    return SplitMap(fn, items, at_least)()

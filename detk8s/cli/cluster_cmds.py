@@ -52,6 +52,8 @@ EXIT_TIMEOUT = 3
 SWEEP_THREADS = 16
 # The storage check's child yields the CPU to loading and rendering: a re-submit stops it unused.
 STORAGE_NICE = 10
+# The part of a sweep's rendering its child takes: this process connects and lists jobs meanwhile.
+RENDER_SHARE = 0.65
 
 
 def run_namespace(proj: Project, run: str, flag: str | None) -> str | None:
@@ -140,8 +142,10 @@ def submit(
         err(f"dry run: {len(manifests)} run(s) rendered, nothing submitted")
         return
     from detk8s.jobspec import job_namespace
-    from detk8s.util import split_map
+    from detk8s.util import SplitMap
 
+    # Most of the rendering starts now, in a child, while this process asks the cluster.
+    rendering = SplitMap(lambda r: manifests_for(r, proj.settings), loaded, share=RENDER_SHARE)
     cluster = connect(proj, context, namespace, kubeconfig)
     targets = {r.name: cluster.in_namespace(namespace or job_namespace(r.config, proj.settings))
                for r in loaded}  # fmt: skip
@@ -151,8 +155,7 @@ def submit(
     if stored is not None and not new:
         stored.cancel()  # its core is the rendering's
         stored = None
-    rendered = split_map(lambda r: manifests_for(r, proj.settings), loaded)
-    manifests = {r.name: m for r, m in zip(loaded, rendered, strict=True)}
+    manifests = {r.name: m for r, m in zip(loaded, rendering(), strict=True)}
     pending = {r.name for r in loaded if not _unchanged(known, targets[r.name], manifests[r.name])}
     skip: set[str] = set()
     if stored is not None:
