@@ -146,6 +146,14 @@ def thread_map(fn: Callable[[T], R], items: Iterable[T], threads: int) -> list[R
     return results
 
 
+def can_fork() -> bool:
+    """Whether a forked child is safe here: it gets only the forking thread, so a lock another
+    thread held (an import's, a logger's) would never be released in it."""
+    import multiprocessing
+
+    return threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+
+
 class Background(Generic[R]):
     """`fn()` computed in a forked child, on another core while this process goes on: for
     CPU-bound work (importing and setting up a client, rendering) that a thread would only
@@ -159,11 +167,7 @@ class Background(Generic[R]):
 
         self.fn = fn
         self._child: Any = None
-        # A child gets only the forking thread: a lock another thread held (an import's, a
-        # logger's) would never be released in it.
-        if not fork or threading.active_count() > 1:
-            return
-        if "fork" not in multiprocessing.get_all_start_methods():
+        if not fork or not can_fork():
             return
         forking = multiprocessing.get_context("fork")
         self._receiver, sender = forking.Pipe(duplex=False)
