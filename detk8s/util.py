@@ -160,7 +160,8 @@ class Background(Generic[R]):
     interleave with this one under the GIL. Calling it waits for the value. `fn` must not change
     anything: if it raised in the child, or the child died, or this platform cannot fork, it runs
     again in the wait, so an error is raised here as it would be without the child. With other
-    threads running, or not `fork`, `fn` runs in the wait too."""
+    threads running, or not `fork`, `fn` runs in the wait too. `nice`: the child's lower
+    priority, for work that should not take the CPU from this process's own."""
 
     def __init__(self, fn: Callable[[], R], fork: bool = True, nice: int = 0) -> None:
         import multiprocessing
@@ -198,10 +199,6 @@ class Background(Generic[R]):
         self._child = None
 
 
-def in_background(fn: Callable[[], R]) -> Background[R]:
-    return Background(fn)
-
-
 def _answer(fn: Callable[[], Any], sender: Any, nice: int) -> None:
     import signal
 
@@ -231,7 +228,7 @@ class SplitMap(Generic[T, R]):
         self._done = [fn(todo[0])]
         cut = max(1, len(todo) - int(len(todo) * share))
         self._here, there = todo[1:cut], todo[cut:]
-        self._there = in_background(lambda: [fn(x) for x in there])
+        self._there = Background(lambda: [fn(x) for x in there])
 
     def __call__(self) -> list[R]:
         return [*self._done, *(self.fn(x) for x in self._here), *self._there()]

@@ -98,10 +98,10 @@ def test_thread_map_keeps_order_runs_concurrently_and_raises_the_first_error() -
 
 FORKED = """
 import os, threading, time
-from detk8s.util import Background, in_background, split_map
+from detk8s.util import Background, split_map
 
 here = os.getpid()
-assert in_background(os.getpid)() != here  # on another core
+assert Background(os.getpid)() != here  # on another core
 tried = []
 
 def fails() -> None:
@@ -109,7 +109,7 @@ def fails() -> None:
     raise ValueError("broken")
 
 try:
-    in_background(fails)()
+    Background(fails)()
 except ValueError as e:  # raised by running it again here, as without the child
     assert str(e) == "broken" and tried == [here], tried
 else:
@@ -125,12 +125,12 @@ started = time.monotonic()
 waiting.cancel()  # not needed after all: the child is stopped, not waited for
 assert time.monotonic() - started < 10
 threading.Thread(target=threading.Event().wait, daemon=True).start()
-assert in_background(os.getpid)() == here  # another thread: no fork, no lock left held
+assert Background(os.getpid)() == here  # another thread: no fork, no lock left held
 print("ok")
 """
 
 
-def test_in_background_and_split_map_fork_only_when_safe() -> None:
+def test_background_and_split_map_fork_only_when_safe() -> None:
     """A fresh interpreter: pytest's own process may have threads (servers of other tests)."""
     done = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
                           timeout=60)  # fmt: skip

@@ -180,14 +180,14 @@ def test_a_sweep_as_its_own_process(
     cluster: KubeEmulator, cluster_store: Any, project: Path
 ) -> None:
     """As users run it: in a process of its own, without threads, the storage check and half
-    the rendering go to a forked child (util.in_background, split_map)."""
+    the rendering go to forked children (util.Background, SplitMap)."""
     for i in range(24):  # enough runs to split
         add_run(project, f"W{i:03d}", f"_BASE_: ../bases/picodet_s_320.yml\nepochs: {300 + i}\n")
     cluster_store.put("W017/eval.json", b"{}")
     cluster_store.put("_index/W017.json", b"{}")
 
-    def submit() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "detk8s", "submit", "W*"], cwd=project,
+    def submit(runs: str = "W*") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "detk8s", "submit", runs], cwd=project,
                               capture_output=True, text=True, timeout=120)  # fmt: skip
 
     first = submit()
@@ -199,6 +199,14 @@ def test_a_sweep_as_its_own_process(
         assert f"epoch: {300 + i}\n" in "".join(cm["data"].values()), cm["metadata"]["name"]
     again = submit()
     assert again.returncode == 0 and again.stdout.count(": unchanged ") == 23, again.stdout
+    # No run new: the storage check stops unused, and is asked again for a run whose spec
+    # changed, which has its results stored meanwhile.
+    add_run(project, "W003", "_BASE_: ../bases/picodet_s_320.yml\nepochs: 999\n")
+    cluster_store.put("W003/eval.json", b"{}")
+    cluster_store.put("_index/W003.json", b"{}")
+    changed = submit("W00*")
+    assert changed.returncode == 0, changed.stdout + changed.stderr
+    assert "W003: skipped " in changed.stdout and changed.stdout.count(": unchanged ") == 9
 
 
 def test_dry_runs_persist_nothing(cluster: KubeEmulator, cli: Any) -> None:
