@@ -3,7 +3,9 @@ batched GETs, listings over several pages, failures as one line."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -69,3 +71,47 @@ def test_a_refused_get_is_one_line_naming_the_object(
         for i in (1, 2)
     )
     assert "not-the-secret" not in str(e.value)
+
+
+class CutShort(BaseHTTPRequestHandler):
+    """An S3 endpoint whose every GET body ends after 10 of the 100 bytes it announced."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _headers(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "100")
+        self.send_header("ETag", '"0123456789abcdef0123456789abcdef"')
+        self.send_header("Last-Modified", "Tue, 01 Dec 2026 00:00:00 GMT")
+        self.end_headers()
+
+    def do_HEAD(self) -> None:
+        self._headers()
+
+    def do_GET(self) -> None:
+        self._headers()
+        self.wfile.write(b"x" * 10)
+        self.close_connection = True
+
+
+def test_a_download_cut_short_every_time_is_one_line_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-secret")
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    store = open_storage("s3://bucket/runs", Connection(url, "us-east-1"))
+    try:
+        with pytest.raises(StorageError) as e:
+            store.download("L1/weights.pdparams", tmp_path / "weights.pdparams")
+    finally:
+        server.shutdown()
+    message = str(e.value)
+    assert message.startswith("storage download s3://bucket/runs/L1/weights.pdparams: ")
+    assert "\n" not in message and "the-secret" not in message
+    assert list(tmp_path.iterdir()) == []

@@ -179,15 +179,16 @@ class S3Storage:
 
     def upload(self, key: str, path: Path) -> None:
         def send() -> None:
-            with path.open("rb") as f, self._transfers() as transfers:
-                transfers.upload(_Stream(f), self.bucket, self._key(key)).result()
+            with path.open("rb") as f:
+                self._transfer("upload", key, lambda t: t.upload(_Stream(f), self.bucket,
+                                                                  self._key(key)))  # fmt: skip
 
         self._call("upload", key, send)
 
     def download(self, key: str, path: Path) -> bool:
         def fetch(tmp: Path) -> None:
-            with self._transfers() as transfers:
-                transfers.download(self.bucket, self._key(key), str(tmp)).result()
+            self._transfer("download", key,
+                           lambda t: t.download(self.bucket, self._key(key), str(tmp)))  # fmt: skip
 
         def save() -> bool:
             replace_atomically(path, fetch)
@@ -195,12 +196,18 @@ class S3Storage:
 
         return self._call("download", key, save, missing=False)
 
-    def _transfers(self) -> Any:
-        """boto3's transfer manager (multipart, parts in parallel, retried reads), as the
-        client's upload_fileobj and download_file use it."""
+    def _transfer(self, action: str, key: str, start: Callable[[Any], Any]) -> None:
+        """Through boto3's transfer manager (multipart, parts in parallel, retried reads), as the
+        client's upload_fileobj and download_file use it; when it gives up retrying a read cut
+        short, that is a one-line StorageError too."""
         from boto3.s3.transfer import TransferConfig, create_transfer_manager
+        from s3transfer.exceptions import RetriesExceededError
 
-        return create_transfer_manager(self.client, TransferConfig())
+        with create_transfer_manager(self.client, TransferConfig()) as transfers:
+            try:
+                start(transfers).result()
+            except RetriesExceededError as e:
+                raise self._fail(action, key, e.last_exception or e) from None
 
     def exists(self, key: str) -> bool:
         def head() -> bool:
