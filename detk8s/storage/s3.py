@@ -76,7 +76,8 @@ class S3Storage:
     def _key(self, key: str) -> str:
         return f"{self.prefix}/{key}" if self.prefix else key
 
-    def _fail(self, action: str, key: str, e: Exception) -> StorageError:
+    def _fail(self, action: str, key: str, e: Exception | str) -> StorageError:
+        """One line: the action, the object, and the server's error code (or what went wrong)."""
         detail = e.response["Error"].get("Code", "") if isinstance(e, ClientError) else str(e)
         return StorageError(f"storage {action} s3://{self.bucket}/{self._key(key)}: {detail}")
 
@@ -120,13 +121,13 @@ class S3Storage:
         try:
             resp = self._fetch(url)
         except urllib3.exceptions.HTTPError as e:
-            raise StorageError(f"storage get s3://{self.bucket}/{self._key(key)}: {e}") from None
+            raise self._fail("get", key, e) from None
         if resp.status == 404:
             return None
         if resp.status >= 300:
             found = _ERROR_CODE.search(resp.data)
             code = found.group(1).decode("ascii", "replace") if found else f"HTTP {resp.status}"
-            raise StorageError(f"storage get s3://{self.bucket}/{self._key(key)}: {code}")
+            raise self._fail("get", key, code)
         return resp.data
 
     def _fetch(self, url: str) -> urllib3.BaseHTTPResponse:
@@ -141,7 +142,7 @@ class S3Storage:
     @cached_property
     def _route(self) -> tuple[str, str | None]:
         """The endpoint's origin, and the environment's proxy for it (HTTPS_PROXY, NO_PROXY...),
-        as boto3 uses it."""
+        as botocore uses it."""
         parsed = urlparse(self.client.meta.endpoint_url)
         proxy = urllib.request.getproxies().get(parsed.scheme)
         if proxy and urllib.request.proxy_bypass(parsed.hostname or ""):
@@ -160,7 +161,7 @@ class S3Storage:
         return urllib3.PoolManager(**self._pool_options())
 
     def _pool_options(self) -> dict[str, Any]:
-        """boto3's CA bundle, retries on 5xx, and room for collect's concurrent GETs."""
+        """botocore's CA bundle, retries on 5xx, and room for get_many's concurrent GETs."""
         options: dict[str, Any] = {
             "maxsize": MAX_POOL, "block": False,
             "retries": urllib3.Retry(total=5, backoff_factor=0.2, allowed_methods=None,
